@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+// envmount: publish a Python venv as content-addressed chunks and mount it lazily with FUSE.
+import PackageDescription
+
+let package = Package(
+    name: "envmount",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "envmount", targets: ["envmount"]),
+        .executable(name: "envpublish", targets: ["envpublish"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C-facing layer: system libraries, the chunking kernel, and the Swift wrappers that are
+        // the only places allowed to touch unsafe pointers.
+        .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "SysKit", dependencies: ["CZstd", "CCrypto", "CKernels"]),
+        .target(name: "CurlKit", dependencies: ["CCurl", "SysKit"]),
+        .target(name: "FuseKit", dependencies: ["CFuse", "SysKit"]),
+
+        // Pure Swift layers.
+        .target(name: "EnvFormat", dependencies: ["SysKit"]),
+        .target(name: "EnvStore", dependencies: ["EnvFormat", "SysKit", "CurlKit"]),
+        .target(name: "EnvCache", dependencies: ["EnvFormat", "SysKit"]),
+        .target(name: "EnvFS", dependencies: ["EnvFormat", "EnvStore", "EnvCache", "SysKit"]),
+        .target(name: "EnvPublish", dependencies: ["EnvFormat", "EnvStore", "SysKit"]),
+
+        .executableTarget(name: "envmount", dependencies: [
+            "EnvFS", "FuseKit", "EnvStore", "EnvCache", "EnvFormat", "SysKit",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "envpublish", dependencies: [
+            "EnvPublish", "EnvStore", "EnvFormat", "SysKit",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "EnvFormatTests", dependencies: ["EnvFormat", "SysKit"]),
+        .testTarget(name: "EnvStoreTests", dependencies: ["EnvStore", "EnvFormat", "SysKit"]),
+        .testTarget(name: "EnvCacheTests", dependencies: ["EnvCache", "EnvFormat", "SysKit"]),
+        .testTarget(name: "EnvFSTests", dependencies: ["EnvFS", "EnvPublish", "EnvStore", "EnvCache", "EnvFormat", "SysKit"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["EnvFormat", "EnvStore", "SysKit"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

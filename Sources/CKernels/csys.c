@@ -1,0 +1,25 @@
+#define _GNU_SOURCE
+#include "csys.h"
+#include <unistd.h>
+#include <sys/vfs.h>
+#include <sys/statvfs.h>
+#include <sys/mount.h>
+
+int envmount_seek_data(void) { return SEEK_DATA; }
+int envmount_seek_hole(void) { return SEEK_HOLE; }
+
+int envmount_statfs_type(const char *path, long *type) {
+    struct statfs s;
+    if (statfs(path, &s) != 0) return -1;
+    *type = (long)s.f_type;
+    return 0;
+}
+
+int envmount_statvfs_avail(const char *path, uint64_t *bytes) {
+    struct statvfs s;
+    if (statvfs(path, &s) != 0) return -1;
+    *bytes = (uint64_t)s.f_bavail * (uint64_t)s.f_frsize;
+    return 0;
+}
+
+int envmount_umount_lazy(const char *path) { return umount2(path, MNT_DETACH); }

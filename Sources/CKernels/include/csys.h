@@ -1,0 +1,16 @@
+// libc pieces Swift's Glibc module does not import cleanly: GNU-only constants and calls whose
+// struct and function share a name.
+#ifndef ENVMOUNT_CSYS_H
+#define ENVMOUNT_CSYS_H
+#include <stdint.h>
+
+/// lseek whence values that need _GNU_SOURCE.
+int envmount_seek_data(void);
+int envmount_seek_hole(void);
+/// statfs(2) f_type of the file system holding `path`; -1 with errno on failure.
+int envmount_statfs_type(const char *path, long *type);
+/// statvfs(3): bytes available to unprivileged users; -1 with errno on failure.
+int envmount_statvfs_avail(const char *path, uint64_t *bytes);
+/// umount2(path, MNT_DETACH): lazy unmount, for a stale FUSE mount left by a killed daemon.
+int envmount_umount_lazy(const char *path);
+#endif

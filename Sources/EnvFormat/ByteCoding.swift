@@ -1,0 +1,67 @@
+/// Little-endian writer for the binary formats.
+struct ByteWriter {
+    var bytes: [UInt8] = []
+
+    mutating func u8(_ v: UInt8) { bytes.append(v) }
+    mutating func u16(_ v: UInt16) { for k in 0..<2 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * k))) } }
+    mutating func u32(_ v: UInt32) { for k in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * k))) } }
+    mutating func u64(_ v: UInt64) { for k in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * k))) } }
+    mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
+    mutating func raw(_ b: some Collection<UInt8>) { bytes.append(contentsOf: b) }
+    mutating func blob(_ b: some Collection<UInt8>) { u32(UInt32(b.count)); raw(b) }
+}
+
+/// Bounds-checked little-endian reader: every read that would pass the end throws.
+struct ByteReader {
+    let bytes: [UInt8]
+    var pos = 0
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    var remaining: Int { bytes.count - pos }
+
+    mutating func need(_ n: Int, _ what: String) throws {
+        if n < 0 || n > remaining { throw FormatError("truncated manifest: \(what) needs \(n) bytes, \(remaining) left") }
+    }
+
+    mutating func u8(_ what: String) throws -> UInt8 {
+        try need(1, what)
+        defer { pos += 1 }
+        return bytes[pos]
+    }
+
+    mutating func uint(_ n: Int, _ what: String) throws -> UInt64 {
+        try need(n, what)
+        var v: UInt64 = 0
+        for k in 0..<n { v |= UInt64(bytes[pos + k]) << (8 * UInt64(k)) }
+        pos += n
+        return v
+    }
+
+    mutating func u16(_ what: String) throws -> UInt16 { UInt16(try uint(2, what)) }
+    mutating func u32(_ what: String) throws -> UInt32 { UInt32(try uint(4, what)) }
+    mutating func u64(_ what: String) throws -> UInt64 { try uint(8, what) }
+    mutating func i64(_ what: String) throws -> Int64 { Int64(bitPattern: try uint(8, what)) }
+
+    mutating func raw(_ n: Int, _ what: String) throws -> [UInt8] {
+        try need(n, what)
+        defer { pos += n }
+        return Array(bytes[pos..<pos + n])
+    }
+
+    mutating func blob(_ what: String, max: Int) throws -> [UInt8] {
+        let n = Int(try u32(what))
+        if n > max { throw FormatError("\(what) of \(n) bytes exceeds \(max)") }
+        return try raw(n, what)
+    }
+
+    /// A count of records of at least `minRecord` bytes each: refused when the rest of the input
+    /// could not hold them, so hostile counts never cause huge allocations.
+    mutating func count(_ what: String, minRecord: Int) throws -> Int {
+        let n = Int(try u64(what))
+        if n < 0 || n > remaining / max(minRecord, 1) {
+            throw FormatError("\(what) count \(n) cannot fit in the \(remaining) bytes left")
+        }
+        return n
+    }
+}

@@ -1,0 +1,61 @@
+import Synchronization
+
+/// An in-memory store for unit tests, with counters and fault switches.
+public final class MemoryStore: ObjectStore {
+    struct State {
+        var objects: [String: [UInt8]] = [:]
+        var gets = 0
+        var failNextPuts = 0
+        var unavailable = false
+    }
+
+    private let state = Mutex(State())
+    public let description = "memory://"
+    public var isWritable: Bool { true }
+
+    public init() {}
+
+    public var getCount: Int { state.withLock { $0.gets } }
+    public var keys: [String] { state.withLock { Array($0.objects.keys) } }
+
+    /// The next `n` puts fail, as a full disk or a refused upload would.
+    public func failPuts(_ n: Int) { state.withLock { $0.failNextPuts = n } }
+    /// While set, every call fails as an unreachable store does.
+    public func setUnavailable(_ v: Bool) { state.withLock { $0.unavailable = v } }
+    /// Replaces an object's bytes behind the writer's back (to simulate corruption).
+    public func overwrite(_ key: String, _ bytes: [UInt8]) { state.withLock { $0.objects[key] = bytes } }
+
+    public func get(_ key: String) throws -> [UInt8] {
+        try state.withLock { s in
+            if s.unavailable { throw StoreError.unavailable(key: key, store: description, detail: "store offline") }
+            s.gets += 1
+            guard let v = s.objects[key] else { throw StoreError.notFound(key: key, store: description) }
+            return v
+        }
+    }
+
+    public func put(_ key: String, _ bytes: [UInt8]) throws {
+        try state.withLock { s in
+            if s.unavailable { throw StoreError.unavailable(key: key, store: description, detail: "store offline") }
+            if s.failNextPuts > 0 {
+                s.failNextPuts -= 1
+                throw StoreError.failed(key: key, store: description, detail: "injected put failure")
+            }
+            s.objects[key] = bytes
+        }
+    }
+
+    public func exists(_ key: String) throws -> Bool {
+        try state.withLock { s in
+            if s.unavailable { throw StoreError.unavailable(key: key, store: description, detail: "store offline") }
+            return s.objects[key] != nil
+        }
+    }
+
+    public func list(prefix: String) throws -> [String] {
+        try state.withLock { s in
+            if s.unavailable { throw StoreError.unavailable(key: prefix, store: description, detail: "store offline") }
+            return s.objects.keys.filter { $0.hasPrefix(prefix) }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+import Glibc
+
+/// Writes to the process's standard streams by file descriptor (Swift 6 rejects the global
+/// `stderr` FILE pointer as shared mutable state).
+public enum Console {
+    public static func error(_ line: String) { write(2, line + "\n") }
+    public static func out(_ line: String) { write(1, line + "\n") }
+
+    public static func write(_ fd: Int32, _ s: String) {
+        let bytes = Array(s.utf8)
+        var done = 0
+        while done < bytes.count {
+            // SAFETY: the pointer is used only inside the closure, within the array's bounds.
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, bytes.count - done) }
+            if n < 0 { if Glibc.errno == EINTR { continue } else { return } }
+            done += n
+        }
+    }
+
+    public static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
+}
+
+/// Process-level calls used by the daemon.
+public enum ProcessControl {
+    public static func ignoreSIGPIPE() { signal(SIGPIPE, SIG_IGN) }
+    public static func newSession() { _ = setsid() }
+    public static var pid: Int32 { getpid() }
+    public static func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || Glibc.errno == EPERM }
+    public static func monotonicNs() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+    public static func wallClockSeconds() -> Int64 { Int64(time(nil)) }
+    public static var userID: UInt32 { getuid() }
+    public static func environment(_ name: String) -> String? {
+        guard let v = getenv(name) else { return nil }
+        return String(cString: v)
+    }
+    /// Resident set size in bytes, from /proc/self/statm.
+    public static func residentBytes() -> UInt64 {
+        guard let s = try? FS.readFile("/proc/self/statm") else { return 0 }
+        let parts = String(decoding: s, as: UTF8.self).split(separator: " ")
+        guard parts.count > 1, let pages = UInt64(parts[1]) else { return 0 }
+        return pages * UInt64(sysconf(Int32(_SC_PAGESIZE)))
+    }
+}

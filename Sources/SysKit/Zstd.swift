@@ -1,0 +1,50 @@
+import CZstd
+
+public struct ZstdError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+}
+
+/// One-shot zstd frames. Each chunk is an independent frame, so any chunk decodes alone.
+public enum Zstd {
+    public static func compress(_ input: [UInt8], _ range: Range<Int>? = nil, level: Int32 = 3) throws -> [UInt8] {
+        let r = range ?? 0..<input.count
+        precondition(r.lowerBound >= 0 && r.upperBound <= input.count)
+        let bound = ZSTD_compressBound(r.count)
+        var out = [UInt8](repeating: 0, count: bound)
+        // SAFETY: source range checked above; destination capacity is ZSTD_compressBound.
+        let n = input.withUnsafeBytes { src in
+            out.withUnsafeMutableBytes { dst in
+                ZSTD_compress(dst.baseAddress, dst.count, src.baseAddress! + r.lowerBound, r.count, level)
+            }
+        }
+        if ZSTD_isError(n) != 0 { throw ZstdError(description: String(cString: ZSTD_getErrorName(n))) }
+        out.removeLast(out.count - n)
+        return out
+    }
+
+    /// Decodes a frame that must expand to exactly `expectedSize` bytes.
+    public static func decompress(_ input: [UInt8], expectedSize: Int) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: expectedSize)
+        if input.isEmpty { throw ZstdError(description: "empty zstd frame") }
+        // SAFETY: both buffers are passed with their own counts.
+        let n = input.withUnsafeBytes { src in
+            out.withUnsafeMutableBytes { dst in
+                ZSTD_decompress(dst.baseAddress, dst.count, src.baseAddress, src.count)
+            }
+        }
+        if ZSTD_isError(n) != 0 { throw ZstdError(description: String(cString: ZSTD_getErrorName(n))) }
+        if n != expectedSize { throw ZstdError(description: "frame decoded to \(n) bytes, expected \(expectedSize)") }
+        return out
+    }
+
+    /// Decodes a frame whose content size is in its header, refusing anything above `limit`.
+    public static func decompress(_ input: [UInt8], limit: Int) throws -> [UInt8] {
+        // SAFETY: the pointer is only read within the array's count.
+        let size = input.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
+        if size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN {
+            throw ZstdError(description: "not a zstd frame with a known size")
+        }
+        if size > UInt64(limit) { throw ZstdError(description: "frame of \(size) bytes exceeds the limit \(limit)") }
+        return try decompress(input, expectedSize: Int(size))
+    }
+}

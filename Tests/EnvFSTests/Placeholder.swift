@@ -1,0 +1,2 @@
+import XCTest
+final class EnvFSTestsPlaceholder: XCTestCase { func testNothing() {} }

@@ -1,0 +1,2 @@
+import XCTest
+final class EnvStoreTestsPlaceholder: XCTestCase { func testNothing() {} }
