@@ -7,6 +7,7 @@
 #include <sys/statfs.h>
 #include <sys/stat.h>
 #include <errno.h>
+#include <stddef.h>
 
 /// The file_info bitfields, set through functions so the Swift side needs no bitfield layout.
 static inline void cfuse_fi_set_keep_cache(struct fuse_file_info *fi) { fi->keep_cache = 1; }

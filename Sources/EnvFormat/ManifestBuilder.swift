@@ -100,3 +100,10 @@ public struct ManifestBuilder {
 extension Array where Element == UInt8 {
     var pathString: String { String(decoding: self, as: UTF8.self) }
 }
+
+extension ManifestBuilder {
+    /// Renumbers a node's span chunks (after duplicate chunks are merged).
+    public mutating func remapChunks(_ node: Int, _ f: (UInt32) -> UInt32) {
+        for s in nodes[node].spans.indices { nodes[node].spans[s].chunk = f(nodes[node].spans[s].chunk) }
+    }
+}

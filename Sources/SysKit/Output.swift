@@ -45,3 +45,15 @@ public enum ProcessControl {
         return pages * UInt64(sysconf(Int32(_SC_PAGESIZE)))
     }
 }
+
+extension ProcessControl {
+    /// Peak resident set size (VmHWM) in bytes.
+    public static func peakResidentBytes() -> UInt64 {
+        guard let s = try? FS.readFile("/proc/self/status") else { return 0 }
+        for line in String(decoding: s, as: UTF8.self).split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let digits = line.filter { $0.isNumber }
+            return (UInt64(digits) ?? 0) * 1024
+        }
+        return 0
+    }
+}

@@ -1,1 +1,98 @@
-print("envpublish")
+import ArgumentParser
+import EnvFormat
+import EnvPublish
+import EnvStore
+import SysKit
+
+@main
+struct EnvPublishCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "envpublish",
+        abstract: "Publish a prepared Python venv (or any directory tree) to an envmount store.",
+        discussion: """
+            Splits the files of SOURCE into content-defined chunks (about 1 MiB), uploads the chunks \
+            the store does not have yet (zstd-compressed, named by SHA-256), then a manifest of the \
+            tree, then moves the ref refs/ENV to it. A re-publish after a package upgrade uploads \
+            only the chunks that changed. If anything fails, the ref stays where it was.
+
+            STORE is a directory (a path or file:///path) or s3://bucket/prefix.
+
+            Examples:
+              envpublish ~/venvs/torch /srv/envstore
+              envpublish .venv s3://my-bucket/envs --env torch-cu121 --endpoint https://ACCOUNT.r2.cloudflarestorage.com
+            """)
+
+    @Argument(help: "The tree to publish, e.g. a venv directory.")
+    var source: String
+
+    @Argument(help: "The store: a directory path, file:///dir or s3://bucket/prefix.")
+    var store: String
+
+    @Option(help: "Environment name (default: SOURCE's directory name).")
+    var env: String?
+
+    @Flag(help: "Leave out FIFOs, sockets and device nodes with a warning instead of failing.")
+    var skipSpecial = false
+
+    @Option(help: "zstd level for chunks (1-19).")
+    var level: Int32 = 3
+
+    @Option(help: "Chunks compressed and uploaded in parallel.")
+    var jobs: Int = 8
+
+    @Option(help: "S3 endpoint URL (R2, MinIO); default AWS_ENDPOINT_URL or AWS.")
+    var endpoint: String?
+
+    @Option(help: "S3 region (R2: auto); default AWS_REGION or the profile's.")
+    var region: String?
+
+    @Flag(name: .shortAndLong, help: "Print only errors and the final ref.")
+    var quiet = false
+
+    func validate() throws {
+        guard (1...19).contains(level) else { throw ValidationError("--level must be between 1 and 19") }
+        guard jobs >= 1 && jobs <= 256 else { throw ValidationError("--jobs must be between 1 and 256") }
+    }
+
+    func run() throws {
+        ProcessControl.ignoreSIGPIPE()
+        let name = env ?? String((source.hasSuffix("/") ? String(source.dropLast()) : source).split(separator: "/").last ?? "")
+        var storeOptions = StoreOptions()
+        storeOptions.endpoint = endpoint
+        storeOptions.region = region
+        var options = PublishOptions(env: name)
+        options.skipSpecial = skipSpecial
+        options.compressionLevel = level
+        options.workers = jobs
+        let tty = Console.isTerminal(2)
+        let quiet = self.quiet
+        do {
+            let s = try StoreFactory.open(store, options: storeOptions)
+            let publisher = Publisher(store: s, options: options, progress: { p in
+                guard !quiet else { return }
+                let line = "publishing: \(p.filesDone)/\(p.filesTotal) files, \(formatBytes(p.bytesRead))/\(formatBytes(p.bytesTotal)) read, "
+                    + "\(p.chunks) chunks, \(p.chunksUploaded) uploaded (\(formatBytes(p.bytesUploaded)))"
+                if tty { Console.write(2, "\r\u{1b}[K" + line) } else if p.filesDone == p.filesTotal { Console.error(line) }
+            })
+            let r = try publisher.publish(source: source)
+            if tty && !quiet { Console.write(2, "\r\u{1b}[K") }
+            if !quiet {
+                Console.out("""
+                    \(r.files) files (\(formatBytes(r.fileBytes))), \(r.directories) directories, \(r.symlinks) symlinks, \
+                    \(r.hardlinks) hardlinks\(r.skipped > 0 ? ", \(r.skipped) special files skipped" : "")
+                    \(r.chunks) chunks: \(r.chunksUploaded) uploaded (\(formatBytes(r.bytesUploaded)) compressed), \
+                    \(r.chunksReused) already in the store; manifest \(formatBytes(UInt64(r.manifestBytes)))
+                    """)
+            }
+            if r.unchanged {
+                Console.out("\(name): unchanged, still revision \(r.ref.revision) (manifest \(r.ref.manifest.hex.prefix(16))) in \(String(format2: r.seconds)) s")
+            } else {
+                Console.out("\(name): revision \(r.ref.revision), manifest \(r.ref.manifest.hex.prefix(16)), published to \(store) in \(String(format2: r.seconds)) s")
+            }
+        } catch {
+            if tty { Console.write(2, "\r\u{1b}[K") }
+            Console.error("envpublish: \(error)")
+            throw ExitCode.failure
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import SysKit
+import EnvFormat
+
+/// Walks a source tree without following symlinks, children in byte order, and records every
+/// entry in a ManifestBuilder. Regular files are listed in path order: the chunker's stream.
+struct TreeWalker {
+    struct FileToRead {
+        var node: Int
+        var path: PathBytes
+        var stat: FileStat
+    }
+
+    var builder = ManifestBuilder()
+    var files: [FileToRead] = []
+    var counts = (directories: 0, files: 0, symlinks: 0, hardlinks: 0, skipped: 0)
+    let skipSpecial: Bool
+    let warn: (String) -> Void
+    private var inodes: [HardlinkKey: Int] = [:]
+
+    struct HardlinkKey: Hashable {
+        var device: UInt64
+        var inode: UInt64
+    }
+
+    init(skipSpecial: Bool, warn: @escaping (String) -> Void) {
+        self.skipSpecial = skipSpecial
+        self.warn = warn
+    }
+
+    mutating func walk(root: PathBytes) throws {
+        let st: FileStat
+        do { st = try FS.stat(root) } catch { throw PublishError.unreadable(path: root.pathString, reason: "\(error)") }
+        guard st.kind == .directory else { throw PublishError.notADirectory(root.pathString) }
+        let r = builder.add(node(parent: 0, name: [], st, kind: .directory))
+        try walkDirectory(root, index: r)
+    }
+
+    private func node(parent: Int, name: PathBytes, _ st: FileStat, kind: Manifest.Kind) -> ManifestBuilder.Node {
+        ManifestBuilder.Node(parent: parent, name: name, kind: kind, mode: st.mode, uid: st.uid, gid: st.gid,
+                             mtimeNs: st.mtimeNs, size: kind == .directory ? 0 : st.size)
+    }
+
+    private mutating func walkDirectory(_ path: PathBytes, index: Int) throws {
+        counts.directories += 1
+        var names: [PathBytes]
+        do { names = try FS.listDirectory(path) } catch {
+            throw PublishError.unreadable(path: path.pathString, reason: "\(error)")
+        }
+        names.sort { compareBytes($0, $1) < 0 }
+        for name in names {
+            let child = path.appendingComponent(name)
+            let st: FileStat
+            do { st = try FS.lstat(child) } catch { throw PublishError.unreadable(path: child.pathString, reason: "\(error)") }
+            switch st.kind {
+            case .directory:
+                let i = builder.add(node(parent: index, name: name, st, kind: .directory))
+                try walkDirectory(child, index: i)
+            case .symlink:
+                var n = node(parent: index, name: name, st, kind: .symlink)
+                do { n.symlinkTarget = try FS.readlink(child) } catch {
+                    throw PublishError.unreadable(path: child.pathString, reason: "\(error)")
+                }
+                n.size = UInt64(n.symlinkTarget.count)
+                builder.add(n)
+                counts.symlinks += 1
+            case .regular:
+                var n = node(parent: index, name: name, st, kind: .regular)
+                let key = HardlinkKey(device: st.device, inode: st.inode)
+                if st.links > 1, let owner = inodes[key] {
+                    n.hardlinkOf = owner
+                    builder.add(n)
+                    counts.hardlinks += 1
+                } else {
+                    let i = builder.add(n)
+                    if st.links > 1 { inodes[key] = i }
+                    files.append(FileToRead(node: i, path: child, stat: st))
+                    counts.files += 1
+                }
+            case .fifo, .socket, .charDevice, .blockDevice, .unknown:
+                let kind: String
+                switch st.kind {
+                case .fifo: kind = "FIFO"
+                case .socket: kind = "socket"
+                case .charDevice: kind = "character device"
+                case .blockDevice: kind = "block device"
+                default: kind = "file of unknown type"
+                }
+                if !skipSpecial { throw PublishError.specialFile(path: child.pathString, kind: kind) }
+                warn("warning: skipping \(child.pathString) (\(kind))")
+                counts.skipped += 1
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+import EnvCache
+import EnvFormat
+import EnvStore
+import SysKit
+
+struct OpenedEnvironment {
+    var env: String
+    var ref: Ref
+    var manifest: Manifest
+    var offline: Bool
+
+    var manifestSummary: String {
+        "\(manifest.entries.count) entries, \(formatBytes(manifest.totalFileBytes))\(offline ? ", offline from cache" : "")"
+    }
+}
+
+/// Finds an environment's ref and manifest: from the store, or from the cache when the store
+/// cannot be reached.
+struct EnvironmentResolver {
+    let store: any ObjectStore
+    let cache: ChunkCache
+
+    func resolve(env: String?) throws -> OpenedEnvironment {
+        if let d = store as? DirectoryStore, (try? FS.stat(d.root))?.kind != .directory {
+            throw MountError("store \(store.description) does not exist or is not a directory")
+        }
+        let name = try env ?? onlyEnvironment()
+        var offline = false
+        let ref: Ref
+        do {
+            let bytes = try store.get(Ref.objectKey(env: name))
+            ref = try Ref.decode(bytes)
+            try? cache.storeRef(store: store.description, env: name, bytes)
+        } catch let e as StoreError where e.isNotFound {
+            let others = (try? store.listEnvironments()) ?? []
+            throw MountError("no environment '\(name)' in \(store.description)"
+                             + (others.isEmpty ? " (it holds none)" : " (it holds: \(others.joined(separator: ", ")))"))
+        } catch let e as StoreError where e.isTransient {
+            guard let cached = cache.loadRef(store: store.description, env: name), let r = try? Ref.decode(cached) else {
+                throw MountError("\(e); and no cached copy of '\(name)' to mount offline")
+            }
+            Console.error("envmount: store unreachable (\(e)); mounting cached revision \(r.revision) of \(name) offline")
+            ref = r
+            offline = true
+        }
+        let manifest = try loadManifest(ref.manifest)
+        return OpenedEnvironment(env: name, ref: ref, manifest: manifest, offline: offline)
+    }
+
+    func onlyEnvironment() throws -> String {
+        let envs: [String]
+        do { envs = try store.listEnvironments() } catch {
+            throw MountError("cannot list environments in \(store.description) (\(error)); name one with --env")
+        }
+        switch envs.count {
+        case 0: throw MountError("\(store.description) holds no environments (publish one with envpublish)")
+        case 1: return envs[0]
+        default: throw MountError("\(store.description) holds several environments (\(envs.joined(separator: ", "))); choose one with --env")
+        }
+    }
+
+    /// The manifest named by `id`, from the cache or the store, checked against its id.
+    func loadManifest(_ id: ChunkID) throws -> Manifest {
+        if let b = cache.loadManifest(id), ChunkID.of(b) == id, let m = try? Manifest.decode(b) { return m }
+        let bytes = try store.get(Ref.manifestKey(id))
+        guard ChunkID.of(bytes) == id else {
+            throw MountError("manifest \(id.hex) in \(store.description) does not match its SHA-256: the store is damaged")
+        }
+        let m: Manifest
+        do { m = try Manifest.decode(bytes) } catch {
+            throw MountError("manifest \(id.hex) in \(store.description) is invalid: \(error)")
+        }
+        try? cache.storeManifest(id, bytes)
+        return m
+    }
+}

@@ -1,0 +1,18 @@
+import ArgumentParser
+
+@main
+struct EnvmountCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "envmount",
+        abstract: "Mount a published Python environment lazily through FUSE.",
+        discussion: """
+            Files appear at once; their chunks are fetched from the store on first read, checked \
+            against their SHA-256, and kept in a local cache shared by all mounts.
+
+            Example:
+              envmount mount /srv/envstore /opt/venv --env torch
+              /opt/venv/bin/python -c 'import torch'
+              envmount unmount /opt/venv
+            """,
+        subcommands: [Mount.self, Unmount.self])
+}

@@ -1,0 +1,196 @@
+import ArgumentParser
+import EnvCache
+import EnvFS
+import EnvFormat
+import EnvStore
+import Foundation
+import FuseKit
+import Glibc
+import SysKit
+
+struct Mount: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Mount an environment from a store.",
+        discussion: """
+            Returns once the mount answers; a daemon keeps serving it in the background (its log: \
+            --log-file). With --foreground the command serves until unmounted or sent SIGTERM/SIGINT.
+            """)
+
+    @Argument(help: "The store: a directory, file:///dir, s3://bucket/prefix, or http(s)://…")
+    var store: String
+
+    @Argument(help: "An empty directory to mount on.")
+    var mountpoint: String
+
+    @Option(help: "Environment to mount (may be left out when the store holds one).")
+    var env: String?
+
+    @Option(help: "Chunk cache directory, shared by all mounts (default: ~/.cache/envmount, /var/cache/envmount for root).")
+    var cacheDir: String?
+
+    @Flag(help: "Stay attached and serve in this process (for systemd and debugging).")
+    var foreground = false
+
+    @Option(help: "Daemon log file (default: CACHE_DIR/logs/ENV.log).")
+    var logFile: String?
+
+    @OptionGroup var storeArguments: StoreArguments
+
+    @Option(help: "Kernel read-ahead and largest FUSE read in KiB.")
+    var readAheadKb: Int = 1024
+
+    @Option(help: "Seconds the kernel caches names and attributes (the tree never changes).")
+    var kernelCacheTimeout: Double = 86400
+
+    @Flag(help: "Do not let the kernel keep file pages between opens (for measurements).")
+    var noKeepCache = false
+
+    @Flag(help: "Copy cached bytes through user space instead of splicing them (for measurements).")
+    var noSplice = false
+
+    @Flag(help: .private)
+    var daemonChild = false
+
+    func validate() throws {
+        if let e = env, !Ref.isValidEnvName(e) { throw ValidationError("invalid environment name '\(e)'") }
+        guard readAheadKb >= 4 && readAheadKb <= 16384 else { throw ValidationError("--read-ahead-kb must be 4...16384") }
+    }
+
+    func run() throws {
+        ProcessControl.ignoreSIGPIPE()
+        if daemonChild { ProcessControl.newSession() }
+        do {
+            let mp = try prepareMountpoint(Mountpoints.absolute(mountpoint))
+            let cacheDirectory = Mountpoints.absolute(cacheDir ?? ChunkCache.defaultDirectory())
+            let cache = try ChunkCache(directory: cacheDirectory)
+            let storeSpec = Self.absoluteStoreSpec(store)
+            let s = try StoreFactory.open(storeSpec, options: storeArguments.options)
+            let opened = try EnvironmentResolver(store: s, cache: cache).resolve(env: env)
+            let log = logFile.map(Mountpoints.absolute) ?? "\(cacheDirectory)/logs/\(opened.env).log"
+            if foreground {
+                try serve(mp: mp, store: s, cache: cache, opened: opened, log: log)
+            } else {
+                try spawnDaemon(mp: mp, storeSpec: storeSpec, cacheDirectory: cacheDirectory, opened: opened, log: log)
+            }
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            Console.error("envmount: \(error)")
+            throw ExitCode.failure
+        }
+    }
+
+    /// A mount point must be an existing directory that nothing is mounted on. A stale FUSE
+    /// mount (its daemon was killed: "Transport endpoint is not connected") is detached first.
+    func prepareMountpoint(_ mp: String) throws -> String {
+        do {
+            _ = try FS.stat(mp)
+        } catch let e as SystemError where e.errno == ENOTCONN {
+            Console.error("envmount: \(mp) is a stale FUSE mount (its daemon is gone); detaching it")
+            if let err = Mountpoints.fusermountUnmount(mp, lazy: true) {
+                do { try FS.lazyUnmount(mp) } catch { throw MountError("cannot detach stale mount \(mp): \(err)") }
+            }
+        } catch let e as SystemError where e.errno == ENOENT {
+            throw MountError("mount point \(mp) does not exist (create an empty directory first)")
+        }
+        let st = try FS.stat(mp)
+        guard st.kind == .directory else { throw MountError("mount point \(mp) is not a directory") }
+        if let m = Mountpoints.find(mp) {
+            throw MountError("\(mp) is already a mount point (\(m.fsType) from \(m.source)); unmount it first")
+        }
+        return mp
+    }
+
+    static func absoluteStoreSpec(_ s: String) -> String {
+        s.contains("://") ? s : Mountpoints.absolute(s)
+    }
+
+    /// Starts `envmount mount --foreground` as a daemon in its own session and waits until it
+    /// says the mount answers, relaying its error if it fails first.
+    func spawnDaemon(mp: String, storeSpec: String, cacheDirectory: String, opened: OpenedEnvironment, log: String) throws {
+        var args = ["mount", storeSpec, mp, "--env", opened.env, "--cache-dir", cacheDirectory, "--log-file", log,
+                    "--foreground", "--daemon-child", "--timeout", "\(storeArguments.timeout)",
+                    "--read-ahead-kb", "\(readAheadKb)", "--kernel-cache-timeout", "\(kernelCacheTimeout)"]
+        if let e = storeArguments.endpoint { args += ["--endpoint", e] }
+        if let r = storeArguments.region { args += ["--region", r] }
+        for m in storeArguments.mirrors { args += ["--mirror", m] }
+        if noKeepCache { args.append("--no-keep-cache") }
+        if noSplice { args.append("--no-splice") }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: String(decoding: try FS.readlink("/proc/self/exe".pathBytes), as: UTF8.self))
+        p.arguments = args
+        p.standardInput = FileHandle.nullDevice
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let pid = p.processIdentifier
+        // The daemon writes "READY" once statfs on the mount point answers.
+        var seen = Data()
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline {
+            let d = out.fileHandleForReading.availableData
+            if d.isEmpty { break }
+            seen.append(d)
+            if String(decoding: seen, as: UTF8.self).contains("READY") {
+                Console.out("mounted \(opened.env) revision \(opened.ref.revision) at \(mp) (\(opened.manifestSummary); pid \(pid), log \(log))")
+                return
+            }
+        }
+        if p.isRunning { kill(pid, SIGTERM) }
+        let msg = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        throw MountError(msg.isEmpty ? "the mount daemon exited before the mount answered (see \(log))"
+                                     : msg.replacingOccurrences(of: "envmount: ", with: ""))
+    }
+
+    /// Serves the mount in this process until it is unmounted or signalled.
+    func serve(mp: String, store: any ObjectStore, cache: ChunkCache, opened: OpenedEnvironment, log: String) throws {
+        let manifest = opened.manifest
+        let fetcher = ChunkFetcher(store: store, cache: cache, manifest: manifest,
+                                   describe: { [manifest] chunk in Self.describeChunk(manifest, chunk) })
+        let fs = EnvFilesystem(manifest: manifest, fetcher: fetcher)
+        var config = FuseConfig()
+        config.readAheadKB = readAheadKb
+        config.entryTimeout = kernelCacheTimeout
+        config.attrTimeout = kernelCacheTimeout
+        config.keepCache = !noKeepCache
+        config.splice = !noSplice
+        var options = ["ro", "default_permissions", "fsname=envmount:\(opened.env)", "subtype=envmount"]
+        if ProcessControl.userID == 0 { options.append("allow_other") }
+        let session = try FuseSession(fs: FuseBridge(fs), mountpoint: mp, options: options, config: config)
+        let daemonChild = self.daemonChild
+        let env = opened.env, revision = opened.ref.revision
+        let rc = session.run(onReady: {
+            if daemonChild {
+                Console.out("READY")
+                if let parent = try? FS.makeDirectories(String(log[..<log.lastIndex(of: "/")!])) { _ = parent }
+                if let fd = try? FileDescriptor.open(log, O_WRONLY | O_CREAT | O_APPEND, mode: 0o644) {
+                    try? fd.dup2(to: 1)
+                    try? fd.dup2(to: 2)
+                    fd.close()
+                }
+            } else {
+                Console.error("envmount: serving \(env) revision \(revision) at \(mp); unmount or Ctrl-C to stop")
+            }
+            Log.info("mounted \(env) revision \(revision) at \(mp), pid \(ProcessControl.pid)")
+        })
+        Log.info("unmounted \(mp): \(fetcher.stats.summary); peak RSS \(formatBytes(ProcessControl.peakResidentBytes()))")
+        if rc != 0 && rc != -SIGTERM && rc != -SIGINT && rc != -SIGHUP { throw ExitCode(rc < 0 ? 1 : rc) }
+    }
+
+    /// "chunk <n> of <path>" for log lines, found by a scan only when something went wrong.
+    static func describeChunk(_ m: Manifest, _ chunk: UInt32) -> String {
+        for (i, e) in m.entries.enumerated() where e.kind == .regular && e.owner == UInt32(i) {
+            for s in m.fileSpans(i) where m.spans[s].chunk == chunk {
+                return "used by /\(String(decoding: m.path(i), as: UTF8.self))"
+            }
+        }
+        return "chunk #\(chunk)"
+    }
+}
+
+struct MountError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}

@@ -1,0 +1,30 @@
+import ArgumentParser
+import Glibc
+import SysKit
+
+struct Unmount: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Unmount an envmount mount point; its daemon then exits.")
+
+    @Argument(help: "The mount point.")
+    var mountpoint: String
+
+    @Flag(help: "Detach now even if files are open (they stay readable until closed).")
+    var lazy = false
+
+    func run() throws {
+        let mp = Mountpoints.absolute(mountpoint)
+        guard let entry = Mountpoints.find(mp) else {
+            Console.error("envmount: \(mp) is not mounted")
+            throw ExitCode.failure
+        }
+        guard entry.fsType.hasPrefix("fuse") else {
+            Console.error("envmount: \(mp) is a \(entry.fsType) mount, not an envmount one")
+            throw ExitCode.failure
+        }
+        if let err = Mountpoints.fusermountUnmount(mp, lazy: lazy) {
+            Console.error("envmount: cannot unmount \(mp): \(err)\(err.contains("busy") ? " (files are open there; close them or use --lazy)" : "")")
+            throw ExitCode.failure
+        }
+    }
+}
