@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs, builds, and runs every test (unit tests, real
+# S3 and HTTP servers on 127.0.0.1, real FUSE mounts). Needs root for the FUSE tests.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ENVMOUNT_ROOT"
+"$ENVMOUNT_ROOT/Tools/install-deps.sh"
+swift build --build-tests
+swift test --skip-build "$@"
