@@ -61,6 +61,18 @@ public struct FileDescriptor: RawRepresentable, Sendable, Hashable {
         }
     }
 
+    /// Writes all of `bytes` at `offset` (the file position is unchanged).
+    public func pwriteAll(_ bytes: [UInt8], at offset: UInt64) throws {
+        var done = 0
+        while done < bytes.count {
+            // SAFETY: the pointer is used only inside the closure, within the array's bounds.
+            let n = try bytes.withUnsafeBytes { (raw) throws -> Int in
+                try valueOrErrno("pwrite") { Glibc.pwrite(rawValue, raw.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
+            }
+            done += n
+        }
+    }
+
     public func writeAll(_ s: String) throws { try writeAll(Array(s.utf8)) }
 
     /// Reads everything until end of file.

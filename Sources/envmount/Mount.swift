@@ -83,21 +83,24 @@ struct Mount: ParsableCommand {
     /// A mount point must be an existing directory that nothing is mounted on. A stale FUSE
     /// mount (its daemon was killed: "Transport endpoint is not connected") is detached first.
     func prepareMountpoint(_ mp: String) throws -> String {
-        do {
-            _ = try FS.stat(mp)
-        } catch let e as SystemError where e.errno == ENOTCONN {
-            Console.error("envmount: \(mp) is a stale FUSE mount (its daemon is gone); detaching it")
-            if let err = Mountpoints.fusermountUnmount(mp, lazy: true) {
-                do { try FS.lazyUnmount(mp) } catch { throw MountError("cannot detach stale mount \(mp): \(err)") }
+        if let m = Mountpoints.find(mp) {
+            // statfs always reaches the daemon (stat may be answered from the kernel's cache),
+            // so ENOTCONN here means the daemon is gone.
+            do {
+                _ = try FS.fileSystemType(mp)
+                throw MountError("\(mp) is already a mount point (\(m.fsType) from \(m.source)); unmount it first")
+            } catch let e as SystemError where e.errno == ENOTCONN && m.fsType.hasPrefix("fuse") {
+                Console.error("envmount: \(mp) is a stale FUSE mount (its daemon is gone); detaching it")
+                if let err = Mountpoints.fusermountUnmount(mp, lazy: true) {
+                    do { try FS.lazyUnmount(mp) } catch { throw MountError("cannot detach stale mount \(mp): \(err)") }
+                }
             }
-        } catch let e as SystemError where e.errno == ENOENT {
+        }
+        let st: FileStat
+        do { st = try FS.stat(mp) } catch let e as SystemError where e.errno == ENOENT {
             throw MountError("mount point \(mp) does not exist (create an empty directory first)")
         }
-        let st = try FS.stat(mp)
         guard st.kind == .directory else { throw MountError("mount point \(mp) is not a directory") }
-        if let m = Mountpoints.find(mp) {
-            throw MountError("\(mp) is already a mount point (\(m.fsType) from \(m.source)); unmount it first")
-        }
         return mp
     }
 
