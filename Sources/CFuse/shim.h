@@ -25,10 +25,10 @@ static inline int cfuse_reply_fd(fuse_req_t req, int fd, off_t pos, size_t size)
 
 static inline void cfuse_conn_tune(struct fuse_conn_info *conn, unsigned max_readahead) {
     conn->max_readahead = max_readahead;
-    // The tree never changes: directory listings may be cached, and lookups need no READDIRPLUS
-    // (clearing AUTO made a cold `find` 8x faster here).
+    // Always READDIRPLUS (not the adaptive AUTO mode): a listing then carries every child's
+    // attributes, so `find`/`ls -l` need no LOOKUP per entry (8x faster cold `find` here).
+    if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
     conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
-    conn->want &= ~FUSE_CAP_READDIRPLUS;
     if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
     if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
     if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;

@@ -32,11 +32,15 @@ public final class EnvFilesystem: Sendable {
     let linkCount: [UInt32]
     /// Optional observer of chunk reads (access profiles).
     let onChunkRead: (@Sendable (UInt32) -> Void)?
+    let readAhead: ReadAhead?
 
-    public init(manifest: Manifest, fetcher: ChunkFetcher, onChunkRead: (@Sendable (UInt32) -> Void)? = nil) {
+    public init(manifest: Manifest, fetcher: ChunkFetcher, pool: FetchPool? = nil,
+                readAhead: ReadAheadConfig? = ReadAheadConfig(),
+                onChunkRead: (@Sendable (UInt32) -> Void)? = nil) {
         self.manifest = manifest
         self.fetcher = fetcher
         self.onChunkRead = onChunkRead
+        self.readAhead = readAhead.map { ReadAhead(config: $0, fetcher: fetcher, pool: pool) }
         var offsets = [UInt64](repeating: 0, count: manifest.spans.count)
         var links = [UInt32](repeating: 1, count: manifest.entries.count)
         for (i, e) in manifest.entries.enumerated() {
@@ -143,6 +147,11 @@ public final class EnvFilesystem: Sendable {
         }
         let first = manifest.spans[lo]
         let within = offset - spanFileOffsets[lo]
+        if let ra = readAhead, spans.count > 1 {
+            var last = lo
+            while last + 1 < spans.upperBound && spanFileOffsets[last + 1] < offset + UInt64(want) { last += 1 }
+            ra.observe(ino: ino, offset: offset, length: want, lastSpan: last, spans: spans, manifest: manifest)
+        }
         if first.chunk != Manifest.Span.zeros && within + UInt64(want) <= UInt64(first.length) {
             onChunkRead?(first.chunk)
             let fd = try fetcher.open(first.chunk)

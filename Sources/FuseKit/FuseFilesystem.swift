@@ -48,5 +48,7 @@ public protocol FuseFilesystem: AnyObject, Sendable {
     func opendir(ino: UInt64) throws
     /// Calls `emit(name, ino, mode, nextOffset)` for entries from `offset`; stops when it returns false.
     func readdir(ino: UInt64, offset: Int, emit: (ArraySlice<UInt8>, UInt64, UInt32, Int) -> Bool) throws
+    /// As readdir, with each entry's attributes (nil for `.` and `..`).
+    func readdirplus(ino: UInt64, offset: Int, emit: (ArraySlice<UInt8>, UInt64, FuseAttr?, Int) -> Bool) throws
     func statfs() -> FuseStatfs
 }

@@ -130,6 +130,42 @@ enum FuseOps {
                 fuse_reply_err(req, FuseOps.errnoOf(error))
             }
         }
+        ops.readdirplus = { req, ino, size, off, _ in
+            let ctx = SessionContext.from(req)
+            var buf = [CChar](repeating: 0, count: size)
+            var used = 0
+            do {
+                try ctx.fs.readdirplus(ino: ino, offset: Int(off)) { name, childIno, attr, next in
+                    var e: fuse_entry_param
+                    if let attr {
+                        e = FuseOps.entryParam(attr, ctx.config)
+                    } else {
+                        // `.` and `..`: ino 0 tells the kernel not to make a dentry for them.
+                        e = fuse_entry_param()
+                        e.attr.st_ino = UInt(childIno)
+                        e.attr.st_mode = S_IFDIR
+                    }
+                    var cname = Array(name)
+                    cname.append(0)
+                    // SAFETY: fuse_add_direntry_plus writes at most `size - used` bytes at buf[used...],
+                    // and only measures when the entry does not fit.
+                    let need = buf.withUnsafeMutableBufferPointer { b in
+                        cname.withUnsafeBufferPointer { n in
+                            n.baseAddress!.withMemoryRebound(to: CChar.self, capacity: n.count) { np in
+                                fuse_add_direntry_plus(req, b.baseAddress! + used, size - used, np, &e, off_t(next))
+                            }
+                        }
+                    }
+                    if need > size - used { return false }
+                    used += need
+                    return true
+                }
+                // SAFETY: the first `used` bytes of the local buffer hold the entries.
+                buf.withUnsafeBufferPointer { b in _ = fuse_reply_buf(req, b.baseAddress, used) }
+            } catch {
+                fuse_reply_err(req, FuseOps.errnoOf(error))
+            }
+        }
         ops.statfs = { req, _ in
             let ctx = SessionContext.from(req)
             let s = ctx.fs.statfs()

@@ -112,6 +112,12 @@ public struct FileDescriptor: RawRepresentable, Sendable, Hashable {
         throw SystemError(errno: Glibc.errno, call: "lseek(envmount_seek_hole())")
     }
 
+    /// Asks the kernel to start reading `[offset, offset+length)` into the page cache now
+    /// (`posix_fadvise(POSIX_FADV_WILLNEED)`); length 0 means to the end.
+    public func willNeed(offset: UInt64 = 0, length: UInt64 = 0) {
+        _ = posix_fadvise(rawValue, off_t(offset), off_t(length), POSIX_FADV_WILLNEED)
+    }
+
     public func dup2(to target: Int32) throws {
         _ = try valueOrErrno("dup2") { Glibc.dup2(rawValue, target) }
     }

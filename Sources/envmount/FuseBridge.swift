@@ -69,6 +69,18 @@ final class FuseBridge: FuseFilesystem {
         }
     }
 
+    func readdirplus(ino: UInt64, offset: Int, emit: (ArraySlice<UInt8>, UInt64, FuseAttr?, Int) -> Bool) throws {
+        do {
+            try fs.readdir(ino, from: offset) { name, child, _, next in
+                if next <= 2 { return emit(name, child, nil, next) }
+                guard let a = try? fs.getattr(child) else { return true }
+                return emit(name, child, Self.attr(a), next)
+            }
+        } catch {
+            throw FuseError(error.errno)
+        }
+    }
+
     func statfs() -> FuseStatfs {
         FuseStatfs(blocks: (fs.manifest.totalFileBytes + 4095) / 4096, files: UInt64(fs.manifest.entries.count))
     }

@@ -48,11 +48,19 @@ struct Mount: ParsableCommand {
     @Flag(help: "Copy cached bytes through user space instead of splicing them (for measurements).")
     var noSplice = false
 
+    @Option(help: "Chunks fetched in parallel in the background (read-ahead, warm, prefetch).")
+    var fetchThreads: Int = 16
+
+    @Option(help: "Most chunks a sequential reader fetches ahead of itself (0: no read-ahead).")
+    var readAheadChunks: Int = 16
+
     @Flag(help: .private)
     var daemonChild = false
 
     func validate() throws {
         if let e = env, !Ref.isValidEnvName(e) { throw ValidationError("invalid environment name '\(e)'") }
+        guard (1...256).contains(fetchThreads) else { throw ValidationError("--fetch-threads must be 1...256") }
+        guard (0...256).contains(readAheadChunks) else { throw ValidationError("--read-ahead-chunks must be 0...256") }
         guard readAheadKb >= 4 && readAheadKb <= 16384 else { throw ValidationError("--read-ahead-kb must be 4...16384") }
     }
 
@@ -113,7 +121,8 @@ struct Mount: ParsableCommand {
     func spawnDaemon(mp: String, storeSpec: String, cacheDirectory: String, opened: OpenedEnvironment, log: String) throws {
         var args = ["mount", storeSpec, mp, "--env", opened.env, "--cache-dir", cacheDirectory, "--log-file", log,
                     "--foreground", "--daemon-child", "--timeout", "\(storeArguments.timeout)",
-                    "--read-ahead-kb", "\(readAheadKb)", "--kernel-cache-timeout", "\(kernelCacheTimeout)"]
+                    "--read-ahead-kb", "\(readAheadKb)", "--fetch-threads", "\(fetchThreads)",
+                    "--read-ahead-chunks", "\(readAheadChunks)", "--kernel-cache-timeout", "\(kernelCacheTimeout)"]
         if let e = storeArguments.endpoint { args += ["--endpoint", e] }
         if let r = storeArguments.region { args += ["--region", r] }
         for m in storeArguments.mirrors { args += ["--mirror", m] }
@@ -152,7 +161,11 @@ struct Mount: ParsableCommand {
         let manifest = opened.manifest
         let fetcher = ChunkFetcher(store: store, cache: cache, manifest: manifest,
                                    describe: { [manifest] chunk in Self.describeChunk(manifest, chunk) })
-        let fs = EnvFilesystem(manifest: manifest, fetcher: fetcher)
+        let pool = FetchPool(fetcher: fetcher, manifest: manifest, threads: fetchThreads)
+        var ra = ReadAheadConfig()
+        ra.maxChunks = readAheadChunks
+        ra.initialChunks = min(2, readAheadChunks)
+        let fs = EnvFilesystem(manifest: manifest, fetcher: fetcher, pool: pool, readAhead: readAheadChunks > 0 ? ra : nil)
         var config = FuseConfig()
         config.readAheadKB = readAheadKb
         config.entryTimeout = kernelCacheTimeout

@@ -1,0 +1,159 @@
+// Background fetching: read-ahead, warm and profile prefetch share one pool of worker threads,
+// each blocking on one store request at a time, so the pool size is the number of transfers in
+// flight. Read-ahead is served before warm work; a demand read never waits in this queue (it
+// fetches on its own FUSE thread and joins a pool fetch of the same chunk if one is running).
+import Foundation
+import Synchronization
+import EnvFormat
+
+/// A batch of chunks to fetch (a warm request or a profile), with progress for status and CLIs.
+public final class FetchJob: Sendable {
+    public let id: Int
+    public let label: String
+    public let totalChunks: Int
+    public let totalBytes: UInt64
+    public let startedNs: UInt64
+    public let doneChunks = Atomic<Int>(0)
+    public let doneBytes = Atomic<UInt64>(0)
+    public let failedChunks = Atomic<Int>(0)
+    let lastError = Mutex<String?>(nil)
+    let finishedNs = Atomic<UInt64>(0)
+
+    init(id: Int, label: String, totalChunks: Int, totalBytes: UInt64) {
+        self.id = id
+        self.label = label
+        self.totalChunks = totalChunks
+        self.totalBytes = totalBytes
+        self.startedNs = monotonicNs()
+        if totalChunks == 0 { finishedNs.store(startedNs, ordering: .relaxed) }
+    }
+
+    public var isFinished: Bool { finishedNs.load(ordering: .relaxed) != 0 }
+    public var error: String? { lastError.withLock { $0 } }
+    public var elapsedSeconds: Double {
+        let end = isFinished ? finishedNs.load(ordering: .relaxed) : monotonicNs()
+        return Double(end - startedNs) / 1e9
+    }
+
+    func complete(bytes: UInt64, failed: String?) {
+        if let failed {
+            failedChunks.add(1, ordering: .relaxed)
+            lastError.withLock { $0 = failed }
+        } else {
+            doneBytes.add(bytes, ordering: .relaxed)
+        }
+        let n = doneChunks.add(1, ordering: .relaxed).newValue
+        if n == totalChunks { finishedNs.store(monotonicNs(), ordering: .relaxed) }
+    }
+}
+
+func monotonicNs() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+public final class FetchPool: Sendable {
+    public enum Priority: Sendable { case readAhead, warm }
+
+    struct Item { var chunk: UInt32; var job: FetchJob? }
+
+    struct Queues {
+        var readAhead: [Item] = []
+        var readAheadHead = 0
+        var warm: [Item] = []
+        var warmHead = 0
+        var queuedReadAhead = Set<UInt32>()
+        var jobs: [FetchJob] = []
+        var nextJobID = 1
+        var stopped = false
+    }
+
+    let fetcher: ChunkFetcher
+    let chunkSizes: [UInt32]
+    private let queues = Mutex(Queues())
+    private let available = DispatchSemaphore(value: 0)
+    public let threads: Int
+
+    public init(fetcher: ChunkFetcher, manifest: Manifest, threads: Int) {
+        self.fetcher = fetcher
+        self.chunkSizes = manifest.chunks.map { $0.storedSize > 0 ? $0.storedSize : $0.rawSize }
+        self.threads = threads
+        for i in 0..<threads {
+            let t = Thread { [self] in self.work() }
+            t.name = "envmount-fetch-\(i)"
+            t.start()
+        }
+    }
+
+    /// Queues read-ahead of chunks not already queued; returns at once.
+    public func readAhead(_ chunks: [UInt32]) {
+        let added = queues.withLock { q -> Int in
+            var n = 0
+            for c in chunks where !q.queuedReadAhead.contains(c) {
+                q.queuedReadAhead.insert(c)
+                q.readAhead.append(Item(chunk: c, job: nil))
+                n += 1
+            }
+            return n
+        }
+        for _ in 0..<added { available.signal() }
+    }
+
+    /// Queues a batch as one job, in the given order; returns the job to watch.
+    @discardableResult
+    public func submit(label: String, chunks: [UInt32]) -> FetchJob {
+        var seen = Set<UInt32>()
+        let unique = chunks.filter { seen.insert($0).inserted }
+        let bytes = unique.reduce(UInt64(0)) { $0 + UInt64(chunkSizes[Int($1)]) }
+        let job = queues.withLock { q -> FetchJob in
+            let j = FetchJob(id: q.nextJobID, label: label, totalChunks: unique.count, totalBytes: bytes)
+            q.nextJobID += 1
+            q.jobs.append(j)
+            for c in unique { q.warm.append(Item(chunk: c, job: j)) }
+            return j
+        }
+        for _ in unique { available.signal() }
+        return job
+    }
+
+    public var jobs: [FetchJob] { queues.withLock { $0.jobs } }
+    public func job(_ id: Int) -> FetchJob? { queues.withLock { q in q.jobs.first { $0.id == id } } }
+
+    public var queuedReadAhead: Int { queues.withLock { $0.readAhead.count - $0.readAheadHead } }
+
+    public func stop() {
+        queues.withLock { $0.stopped = true }
+        for _ in 0..<threads { available.signal() }
+    }
+
+    private func next() -> Item? {
+        queues.withLock { q -> Item? in
+            if q.stopped { return nil }
+            if q.readAheadHead < q.readAhead.count {
+                let it = q.readAhead[q.readAheadHead]
+                q.readAheadHead += 1
+                q.queuedReadAhead.remove(it.chunk)
+                if q.readAheadHead > 4096 { q.readAhead.removeFirst(q.readAheadHead); q.readAheadHead = 0 }
+                return it
+            }
+            if q.warmHead < q.warm.count {
+                let it = q.warm[q.warmHead]
+                q.warmHead += 1
+                if q.warmHead > 4096 { q.warm.removeFirst(q.warmHead); q.warmHead = 0 }
+                return it
+            }
+            return Item(chunk: UInt32.max, job: nil)   // a wake-up without work (stop)
+        }
+    }
+
+    private func work() {
+        while true {
+            available.wait()
+            guard let item = next() else { return }
+            if item.chunk == UInt32.max { continue }
+            do {
+                try fetcher.fetch(item.chunk)
+                item.job?.complete(bytes: UInt64(chunkSizes[Int(item.chunk)]), failed: nil)
+            } catch {
+                item.job?.complete(bytes: 0, failed: error.description)
+            }
+        }
+    }
+}
