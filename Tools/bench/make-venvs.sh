@@ -62,7 +62,14 @@ build() {
   # so it cannot be built elsewhere and renamed. The stamp marks completion.
   "$PY" -m venv "$dir"
   "$dir/bin/python" -m pip install --upgrade --quiet pip
-  "$dir/bin/python" -m pip install --quiet "$@"
+  if [ "${PYPI_ONLY:-0}" = 1 ]; then
+    # Ignore find-links from pip.conf / PIP_FIND_LINKS (this machine's /opt/wheels holds a
+    # +cpu torch that pip would otherwise pick): the default PyPI wheel is what users get.
+    env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null \
+      "$dir/bin/python" -m pip install --quiet --index-url https://pypi.org/simple "$@"
+  else
+    "$dir/bin/python" -m pip install --quiet "$@"
+  fi
   # Sanity: the packages import.
   "$dir/bin/python" -c "$IMPORT_CHECK"
   "$dir/bin/python" -m pip freeze > "$BENCH_DIR/$name.freeze.txt"
@@ -73,11 +80,15 @@ build() {
 IMPORT_CHECK='import numpy, pandas, scipy.linalg, sklearn.linear_model' \
   build venv-small numpy pandas scipy scikit-learn
 if [ "$LARGE" = 1 ]; then
-  IMPORT_CHECK='import torch' build venv-torch torch
+  IMPORT_CHECK='import torch' PYPI_ONLY=1 build venv-torch torch
+  if grep -q '+cpu' "$BENCH_DIR/venv-torch.freeze.txt" || ! grep -qi '^nvidia-' "$BENCH_DIR/venv-torch.freeze.txt"; then
+    echo "WARNING: venv-torch has a CPU-only torch or no nvidia-* wheels:" >&2
+    grep -iE '^(torch|nvidia-)' "$BENCH_DIR/venv-torch.freeze.txt" >&2 || true
+  fi
 fi
 
 echo
 echo "== sizes (du -sb, files) =="
 report "$BENCH_DIR/venv-small"
 if [ "$LARGE" = 1 ]; then report "$BENCH_DIR/venv-torch"; fi
-echo "pip cache: $(du -sh "$PIP_CACHE_DIR" 2>/dev/null | cut -f1 || echo empty) (wheels found via find-links/PIP_FIND_LINKS are not cached)"
+echo "pip cache ($PIP_CACHE_DIR): $(du -sh "$PIP_CACHE_DIR" 2>/dev/null | cut -f1 || echo none)"
