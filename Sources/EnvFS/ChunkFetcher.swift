@@ -24,7 +24,11 @@ public final class ChunkFetcher: Sendable {
     }
 
     private let flights = Mutex<[UInt32: Flight]>([:])
+    private let lastErrorMessage = Mutex<String?>(nil)
     public let stats = FetchStats()
+
+    /// The most recent fetch failure, for status.
+    public var lastError: String? { lastErrorMessage.withLock { $0 } }
 
     public init(store: any ObjectStore, cache: ChunkCache, manifest: Manifest,
                 describe: @escaping @Sendable (UInt32) -> String = { "chunk \($0)" }) {
@@ -93,6 +97,7 @@ public final class ChunkFetcher: Sendable {
             stats.errors.add(1, ordering: .relaxed)
             let msg = "cannot fetch chunk \(rec.id) (\(describe(index))): \(error)"
             Log.error(msg)
+            lastErrorMessage.withLock { $0 = msg }
             throw FSError.io(msg)
         }
         stats.requests.add(1, ordering: .relaxed)

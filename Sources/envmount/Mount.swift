@@ -54,6 +54,9 @@ struct Mount: ParsableCommand {
     @Option(help: "Most chunks a sequential reader fetches ahead of itself (0: no read-ahead).")
     var readAheadChunks: Int = 16
 
+    @Option(help: "Start fetching this recorded profile in the background once mounted (see `envmount profile save`).")
+    var prefetch: String?
+
     @Flag(help: .private)
     var daemonChild = false
 
@@ -75,6 +78,12 @@ struct Mount: ParsableCommand {
             let s = try StoreFactory.open(storeSpec, options: storeArguments.options)
             let opened = try EnvironmentResolver(store: s, cache: cache).resolve(env: env)
             let log = logFile.map(Mountpoints.absolute) ?? "\(cacheDirectory)/logs/\(opened.env).log"
+            if let p = prefetch, !daemonChild {
+                let key = Profile.objectKey(env: opened.env, manifest: opened.ref.manifest, name: p)
+                if !((try? s.exists(key)) ?? false) {
+                    throw MountError("no profile '\(p)' for \(opened.env) revision \(opened.ref.revision) in \(s.description) (record one with `envmount profile save`)")
+                }
+            }
             if foreground {
                 try serve(mp: mp, store: s, cache: cache, opened: opened, log: log)
             } else {
@@ -126,6 +135,7 @@ struct Mount: ParsableCommand {
         if let e = storeArguments.endpoint { args += ["--endpoint", e] }
         if let r = storeArguments.region { args += ["--region", r] }
         for m in storeArguments.mirrors { args += ["--mirror", m] }
+        if let p = prefetch { args += ["--prefetch", p] }
         if noKeepCache { args.append("--no-keep-cache") }
         if noSplice { args.append("--no-splice") }
         let p = Process()
@@ -165,7 +175,11 @@ struct Mount: ParsableCommand {
         var ra = ReadAheadConfig()
         ra.maxChunks = readAheadChunks
         ra.initialChunks = min(2, readAheadChunks)
-        let fs = EnvFilesystem(manifest: manifest, fetcher: fetcher, pool: pool, readAhead: readAheadChunks > 0 ? ra : nil)
+        let recorder = AccessRecorder(chunkCount: manifest.chunks.count)
+        let fs = EnvFilesystem(manifest: manifest, fetcher: fetcher, pool: pool, readAhead: readAheadChunks > 0 ? ra : nil,
+                               onChunkRead: { recorder.record($0) })
+        let service = MountService(mountpoint: mp, opened: opened, store: store, cache: cache, fs: fs,
+                                   fetcher: fetcher, pool: pool, recorder: recorder)
         var config = FuseConfig()
         config.readAheadKB = readAheadKb
         config.entryTimeout = kernelCacheTimeout
@@ -177,7 +191,11 @@ struct Mount: ParsableCommand {
         let session = try FuseSession(fs: FuseBridge(fs), mountpoint: mp, options: options, config: config)
         let daemonChild = self.daemonChild
         let env = opened.env, revision = opened.ref.revision
+        let prefetch = self.prefetch
         let rc = session.run(onReady: {
+            do { try service.startControlSocket() } catch {
+                Log.error("control socket unavailable (status, warm and profile will not reach this mount): \(error)")
+            }
             if daemonChild {
                 Console.out("READY")
                 if let parent = try? FS.makeDirectories(String(log[..<log.lastIndex(of: "/")!])) { _ = parent }
@@ -190,7 +208,17 @@ struct Mount: ParsableCommand {
                 Console.error("envmount: serving \(env) revision \(revision) at \(mp); unmount or Ctrl-C to stop")
             }
             Log.info("mounted \(env) revision \(revision) at \(mp), pid \(ProcessControl.pid)")
+            if let p = prefetch {
+                do {
+                    let job = try service.warmProfile(p)
+                    Log.info("prefetching profile \(p): \(job.totalChunks) chunks, \(formatBytes(job.totalBytes))")
+                } catch {
+                    Log.error("cannot prefetch profile \(p): \(error)")
+                }
+            }
         })
+        service.removeControlSocket()
+        pool.stop()
         Log.info("unmounted \(mp): \(fetcher.stats.summary); peak RSS \(formatBytes(ProcessControl.peakResidentBytes()))")
         if rc != 0 && rc != -SIGTERM && rc != -SIGINT && rc != -SIGHUP { throw ExitCode(rc < 0 ? 1 : rc) }
     }

@@ -1,0 +1,76 @@
+import Glibc
+
+/// Stream sockets in the file system (AF_UNIX), for the daemon's control channel.
+public enum UnixSocket {
+    static func address(_ path: String) throws -> sockaddr_un {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        let capacity = MemoryLayout.size(ofValue: addr.sun_path)
+        guard bytes.count < capacity else { throw SystemError(errno: ENAMETOOLONG, call: "bind", path: path) }
+        // SAFETY: copies fewer than `capacity` bytes into sun_path, which stays NUL-terminated.
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+        }
+        return addr
+    }
+
+    /// Binds and listens at `path`, replacing a leftover socket file there.
+    public static func listen(_ path: String, mode: UInt32 = 0o600) throws -> FileDescriptor {
+        var addr = try address(path)
+        try? FS.unlink(path)
+        let fd = try valueOrErrno("socket") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        // SAFETY: sockaddr_un is passed with its own size.
+        let r = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if r != 0 {
+            let e = errno
+            close(fd)
+            throw SystemError(errno: e, call: "bind", path: path)
+        }
+        try FS.chmod(path.pathBytes, mode)
+        _ = try valueOrErrno("listen", path) { Glibc.listen(fd, 16) }
+        return FileDescriptor(rawValue: fd)
+    }
+
+    public static func accept(_ listener: FileDescriptor) throws -> FileDescriptor {
+        FileDescriptor(rawValue: try valueOrErrno("accept") { Glibc.accept(listener.rawValue, nil, nil) })
+    }
+
+    public static func connect(_ path: String) throws -> FileDescriptor {
+        var addr = try address(path)
+        let fd = try valueOrErrno("socket") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        // SAFETY: sockaddr_un is passed with its own size.
+        let r = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if r != 0 {
+            let e = errno
+            close(fd)
+            throw SystemError(errno: e, call: "connect", path: path)
+        }
+        return FileDescriptor(rawValue: fd)
+    }
+}
+
+extension FileDescriptor {
+    /// Reads until a newline or end of stream (the newline is not returned).
+    public func readLine(limit: Int = 64 << 20) throws -> [UInt8] {
+        var out: [UInt8] = []
+        var byte = [UInt8](repeating: 0, count: 65536)
+        while out.count < limit {
+            // SAFETY: read writes at most byte.count bytes into the local buffer.
+            let n = try byte.withUnsafeMutableBytes { (raw) throws -> Int in
+                try valueOrErrno("read") { Glibc.read(rawValue, raw.baseAddress!, raw.count) }
+            }
+            if n == 0 { return out }
+            if let nl = byte[0..<n].firstIndex(of: 0x0a) {
+                out.append(contentsOf: byte[0..<nl])
+                return out
+            }
+            out.append(contentsOf: byte[0..<n])
+        }
+        throw SystemError(errno: E2BIG, call: "readLine")
+    }
+}

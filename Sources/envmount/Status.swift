@@ -1,0 +1,59 @@
+import ArgumentParser
+import Foundation
+import SysKit
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show what envmount mounts serve: environment, store, cache, fetches, warm jobs, errors.")
+
+    @Argument(help: "A mount point (default: every envmount mount).")
+    var mountpoint: String?
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        let mps = mountpoint.map { [Mountpoints.absolute($0)] }
+            ?? Mountpoints.all().filter { $0.fsType == "fuse.envmount" }.map(\.mountpoint)
+        if mps.isEmpty {
+            if json { Console.out("[]") } else { Console.out("no envmount mounts") }
+            return
+        }
+        var infos: [StatusInfo] = []
+        var failed = false
+        for mp in mps {
+            do {
+                if let s = try ControlClient.send(mp, ControlRequest(op: "status")).status { infos.append(s) }
+            } catch {
+                Console.error("envmount: \(error)")
+                failed = true
+            }
+        }
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            Console.out(String(decoding: try enc.encode(infos), as: UTF8.self))
+        } else {
+            for s in infos { Console.out(Self.describe(s)) }
+        }
+        if failed { throw ExitCode.failure }
+    }
+
+    static func describe(_ s: StatusInfo) -> String {
+        var lines = [
+            "\(s.mountpoint): \(s.env) revision \(s.revision) (manifest \(s.manifest.prefix(16)))\(s.offline ? ", OFFLINE" : "")",
+            "  store     \(s.store)",
+            "  tree      \(s.entries) entries, \(formatBytes(s.totalBytes)) in \(s.chunks) chunks",
+            "  cache     \(s.cacheDir)" + (s.cacheBytes.map { ", \(formatBytes($0)) used" } ?? "")
+                + (s.cacheLimit.map { " of \(formatBytes($0))" } ?? ""),
+            "  fetched   \(s.chunksFetched) chunks, \(formatBytes(s.bytesFetched)) (\(formatBytes(s.rawBytesFetched)) raw) in \(s.requests) requests; \(s.cacheHits) cache hits",
+            "  errors    \(s.fetchErrors) fetch errors, \(s.corruptChunks) corrupt chunks refused" + (s.lastError.map { "; last: \($0)" } ?? ""),
+            "  daemon    pid \(s.pid), RSS \(formatBytes(s.rssBytes)), \(s.recordedChunks) chunks read (recorded for profiles), \(s.readAheadQueued) read-ahead queued",
+        ]
+        for j in s.jobs {
+            lines.append("  warm      \(j.label): \(j.doneChunks)/\(j.chunks) chunks, \(formatBytes(j.doneBytes))/\(formatBytes(j.bytes))"
+                         + (j.finished ? ", done in \(String(format2: j.seconds)) s" : ", running") + (j.failedChunks > 0 ? ", \(j.failedChunks) failed" : ""))
+        }
+        return lines.joined(separator: "\n")
+    }
+}
