@@ -1,0 +1,91 @@
+// Shared helpers for the format tests: seeded random bytes, and access to a manifest object's
+// decompressed body so hostile bodies can be built from a valid one.
+import XCTest
+import SysKit
+import EnvFormat
+
+/// SplitMix64: a seeded generator, so every run sees the same "random" input.
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9e37_79b9_7f4a_7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return z ^ (z >> 31)
+    }
+}
+
+/// `count` pseudo-random bytes from `seed`, generated a word at a time (debug builds are slow
+/// per byte).
+func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+    var rng = SeededRandom(seed: seed)
+    var words = [UInt64](repeating: 0, count: (count + 7) / 8)
+    for i in words.indices { words[i] = rng.next() }
+    var out = words.withUnsafeBytes { Array($0) }
+    out.removeLast(out.count - count)
+    return out
+}
+
+/// Cuts `0..<count` into ranges of random sizes in 1...maxPiece.
+func randomSplits(_ count: Int, maxPiece: Int, rng: inout SeededRandom) -> [Range<Int>] {
+    var out: [Range<Int>] = []
+    var pos = 0
+    while pos < count {
+        let n = min(Int.random(in: 1...maxPiece, using: &rng), count - pos)
+        out.append(pos..<pos + n)
+        pos += n
+    }
+    return out
+}
+
+/// Little-endian bytes of an integer, written by the test itself rather than the code under test.
+func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] {
+    (0..<(T.bitWidth / 8)).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) }
+}
+
+enum ManifestObject {
+    static let headerSize = 24
+    static let entrySize = 51
+
+    /// The decompressed body of an encoded manifest.
+    static func body(of object: [UInt8]) throws -> [UInt8] {
+        var size: UInt64 = 0
+        for k in 0..<8 { size |= UInt64(object[16 + k]) << (8 * UInt64(k)) }
+        return try Zstd.decompress(Array(object[headerSize...]), expectedSize: Int(size))
+    }
+
+    /// A manifest object around `body`: magic, version, flags 0, body size, one zstd frame.
+    static func wrap(_ body: [UInt8], version: UInt32 = 1, bodySize: UInt64? = nil) throws -> [UInt8] {
+        Array("ENVMNFST".utf8) + le(version) + le(UInt32(0)) + le(bodySize ?? UInt64(body.count))
+            + (try Zstd.compress(body, level: 1))
+    }
+
+    /// Byte offsets of the sections of `m`'s body (see the layout in Manifest+Coding.swift).
+    struct Offsets {
+        var metadataCount, chunkCount, names, entryCount, spanCount: Int
+        var entries: Int { entryCount + 8 }
+    }
+
+    static func offsets(_ m: Manifest) -> Offsets {
+        let meta = 12 + 4 + m.sourcePath.count
+        var pos = meta + 8
+        for (k, v) in m.metadata { pos += 8 + k.utf8.count + v.utf8.count }
+        let names = pos + 8 + 40 * m.chunks.count
+        let entryCount = names + 4 + m.names.count
+        return Offsets(metadataCount: meta, chunkCount: pos, names: names, entryCount: entryCount,
+                       spanCount: entryCount + 8 + entrySize * m.entries.count)
+    }
+}
+
+/// Decoding `object` must throw a FormatError (and of course not crash).
+func assertRejected(_ object: [UInt8], _ message: String = "", file: StaticString = #filePath, line: UInt = #line) {
+    do {
+        _ = try Manifest.decode(object)
+        XCTFail("decode accepted a hostile manifest: \(message)", file: file, line: line)
+    } catch is FormatError {
+    } catch {
+        XCTFail("decode threw \(type(of: error)), not FormatError: \(error) \(message)", file: file, line: line)
+    }
+}
