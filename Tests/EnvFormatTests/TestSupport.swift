@@ -89,3 +89,70 @@ func assertRejected(_ object: [UInt8], _ message: String = "", file: StaticStrin
         XCTFail("decode threw \(type(of: error)), not FormatError: \(error) \(message)", file: file, line: line)
     }
 }
+
+/// A small tree with every kind of entry a manifest holds, added in unsorted order.
+enum SampleTree {
+    static let chunking = ChunkingParams(minSize: 64, avgSize: 128, maxSize: 256)
+    static let chunks = [
+        Manifest.ChunkRecord(id: ChunkID.of([1]), rawSize: 200, storedSize: 120),
+        Manifest.ChunkRecord(id: ChunkID.of([2]), rawSize: 100, storedSize: 90),
+        Manifest.ChunkRecord(id: ChunkID.of([3]), rawSize: 30, storedSize: 31),
+    ]
+    static let highBytes: [UInt8] = [0x80, 0xff, 0xc3, 0x28]
+
+    /// Paths of the entries (root excluded) with their kind.
+    static let paths: [(String, Manifest.Kind)] = [
+        ("lib", .directory), ("lib/python3.11", .directory), ("lib/python3.11/site-packages", .directory),
+        ("empty", .directory), ("lib/python3.11/site-packages/a.py", .regular),
+        ("lib/python3.11/site-packages/sparse.bin", .regular), ("empty.txt", .regular),
+        ("python-abs", .symlink), ("lib/python3.11/site-packages/up", .symlink), ("hard", .regular),
+        ("Z upper", .regular), ("bin", .directory), ("bin/python", .symlink), ("xy", .regular),
+    ]
+
+    static func builder() -> ManifestBuilder {
+        var b = ManifestBuilder()
+        func node(_ parent: Int, _ name: String, _ kind: Manifest.Kind, size: UInt64 = 0, mode: UInt32 = 0o644) -> ManifestBuilder.Node {
+            ManifestBuilder.Node(parent: parent, name: Array(name.utf8), kind: kind, mode: mode, uid: 1000, gid: 100,
+                                 mtimeNs: 1_700_000_000_123_456_789, size: size)
+        }
+        let root = b.add(node(0, "", .directory, mode: 0o755))
+        let lib = b.add(node(root, "lib", .directory, mode: 0o755))
+        let py = b.add(node(lib, "python3.11", .directory, mode: 0o700))
+        let site = b.add(node(py, "site-packages", .directory))
+        b.add(node(root, "empty", .directory))
+        let a = b.add(node(site, "a.py", .regular, size: 150))
+        b.appendSpan(a, .init(chunk: 0, offset: 0, length: 100))
+        b.appendSpan(a, .init(chunk: 1, offset: 0, length: 50))
+        let sparse = b.add(node(site, "sparse.bin", .regular, size: 10 + (1 << 20) + 20, mode: 0o600))
+        b.appendSpan(sparse, .init(chunk: 1, offset: 50, length: 10))
+        b.appendSpan(sparse, .init(chunk: Manifest.Span.zeros, offset: 0, length: 1 << 20))
+        b.appendSpan(sparse, .init(chunk: 2, offset: 0, length: 20))
+        b.add(node(root, "empty.txt", .regular))
+        var abs = node(root, "python-abs", .symlink, size: 16, mode: 0o777)
+        abs.symlinkTarget = Array("/usr/bin/python3".utf8)
+        b.add(abs)
+        var rel = node(site, "up", .symlink, size: 5, mode: 0o777)
+        rel.symlinkTarget = Array("../..".utf8)
+        b.add(rel)
+        var hard = node(root, "hard", .regular, size: 150)
+        hard.hardlinkOf = a
+        b.add(hard)
+        let high = b.add(ManifestBuilder.Node(parent: lib, name: highBytes, kind: .regular, mode: 0o755, uid: 0, gid: 0,
+                                              mtimeNs: -5, size: 5))
+        b.appendSpan(high, .init(chunk: 2, offset: 20, length: 5))
+        let upper = b.add(node(root, "Z upper", .regular, size: 1))
+        b.appendSpan(upper, .init(chunk: 2, offset: 29, length: 1))
+        let bin = b.add(node(root, "bin", .directory))
+        var pyLink = node(bin, "python", .symlink, size: 10, mode: 0o777)
+        pyLink.symlinkTarget = Array("python3.11".utf8)
+        b.add(pyLink)
+        let xy = b.add(node(root, "xy", .regular, size: 3))
+        b.appendSpan(xy, .init(chunk: 0, offset: 197, length: 3))
+        return b
+    }
+
+    static func manifest() throws -> Manifest {
+        try builder().build(chunking: chunking, sourcePath: Array("/opt/venvs/ml".utf8),
+                            metadata: [("envmount.format", "1"), ("python.version", "3.11.2")], chunks: chunks)
+    }
+}
