@@ -137,6 +137,11 @@ final class ManifestHostileTests: XCTestCase {
         try assertEditRejected("hardlink owner is itself a link") {
             $0.entries[index("lib/python3.11/site-packages/a.py")].owner = UInt32(hard)
         }
+        // Only regular files may name another entry as owner: fileSpans() and the file system's
+        // read path index entries with it for any entry.
+        try assertEditRejected("owner") { $0.entries[lib].owner = .max }
+        try assertEditRejected("owner") { $0.entries[link].owner = .max }
+        try assertEditRejected("owner") { $0.entries[link].owner = UInt32(hard) }
         try assertEditRejected("symlink target") { $0.entries[link].count = 0 }
         try assertEditRejected("symlink target") { $0.entries[link].first = .max }
         try assertEditRejected("symlink target contains NUL") { $0.names[Int($0.entries[link].first)] = 0 }
