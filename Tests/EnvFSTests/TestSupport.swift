@@ -134,7 +134,7 @@ enum SourceTree {
 }
 
 /// A published tree served by EnvFilesystem from a fresh cache.
-final class Mounted {
+final class Mounted: Sendable {
     let store: MemoryStore
     let cacheDir: TempDir
     let cache: ChunkCache
@@ -187,6 +187,17 @@ final class Mounted {
             if b.isEmpty { return out }
             out += b
         }
+    }
+
+    /// Where chunk `k` sits in file `ino`: the file offset and length of its first span.
+    func span(ofChunk k: UInt32, inFile ino: UInt64) -> (offset: UInt64, length: Int)? {
+        var off: UInt64 = 0
+        for s in manifest.fileSpans(Int(ino) - 1) {
+            let span = manifest.spans[s]
+            if span.chunk == k { return (off, Int(span.length)) }
+            off += UInt64(span.length)
+        }
+        return nil
     }
 
     /// Chunk table indexes of the file at `path`.
