@@ -22,7 +22,9 @@ public final class ChunkCache: Sendable {
     let root: String
     /// fsync each entry before it is renamed into place (power-loss safety).
     let durable: Bool
-    private let sequence = Atomic<UInt64>(0)
+    /// Numbers temporaries. Process-wide: names are `<pid>.<n>`, so two instances on one
+    /// directory with their own counters would write the same temporary at once.
+    private static let sequence = Atomic<UInt64>(0)
 
     public init(directory: String, durable: Bool = true) throws {
         self.directory = directory
@@ -98,7 +100,7 @@ public final class ChunkCache: Sendable {
     // MARK: internals
 
     private func writeEntry(_ final: String, _ bytes: [UInt8]) throws {
-        let n = sequence.add(1, ordering: .relaxed).newValue
+        let n = Self.sequence.add(1, ordering: .relaxed).newValue
         let tmp = "\(root)/tmp/\(ProcessControl.pid).\(n)"
         let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
         do {

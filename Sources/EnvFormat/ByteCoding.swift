@@ -58,10 +58,11 @@ struct ByteReader {
     /// A count of records of at least `minRecord` bytes each: refused when the rest of the input
     /// could not hold them, so hostile counts never cause huge allocations.
     mutating func count(_ what: String, minRecord: Int) throws -> Int {
-        let n = Int(try u64(what))
-        if n < 0 || n > remaining / max(minRecord, 1) {
+        // Compared as UInt64: Int(n) traps for counts of 2^63 and more.
+        let n = try u64(what)
+        if n > UInt64(remaining / max(minRecord, 1)) {
             throw FormatError("\(what) count \(n) cannot fit in the \(remaining) bytes left")
         }
-        return n
+        return Int(n)
     }
 }

@@ -133,7 +133,10 @@ extension Manifest {
         }
         for i in 0..<n {
             let e = entries[i]
-            guard expectedParent[i] == e.parent else { throw bad(i, "not in its parent's child range") }
+            // UInt32.max marks "listed by no directory yet", so it must not match a stored parent.
+            guard expectedParent[i] == e.parent, expectedParent[i] != UInt32.max else { throw bad(i, "not in its parent's child range") }
+            // fileSpans() and readers index entries with `owner` whatever the kind.
+            guard e.kind == .regular || e.owner == UInt32(i) else { throw bad(i, "owner of a directory or symlink is not itself") }
             switch e.kind {
             case .directory:
                 let first = Int(e.first), count = Int(e.count)

@@ -1,0 +1,140 @@
+import XCTest
+import Foundation
+import Synchronization
+import Glibc
+import SysKit
+import EnvFormat
+import EnvCache
+
+final class ChunkCacheTests: XCTestCase {
+    var dir = ""
+
+    override func setUpWithError() throws {
+        dir = "/tmp/envcache-tests-\(getpid())-\(UUID().uuidString)"
+        try FS.makeDirectories(dir)
+    }
+
+    override func tearDownWithError() throws { try FS.removeTree(dir) }
+
+    func bytes(_ n: Int, _ seed: UInt8) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31) &+ seed } }
+
+    func read(_ cache: ChunkCache, _ id: ChunkID) throws -> [UInt8]? {
+        guard let fd = try cache.open(id) else { return nil }
+        defer { fd.close() }
+        return try fd.readAll()
+    }
+
+    func testInsertThenOpenReturnsTheBytes() throws {
+        let cache = try ChunkCache(directory: dir, durable: false)
+        let data = bytes(100_000, 1)
+        let id = ChunkID.of(data)
+        XCTAssertNil(try read(cache, id))
+        try cache.insert(id, data)
+        XCTAssertEqual(try read(cache, id), data)
+        XCTAssertEqual(cache.path(of: id), "\(dir)/v1/chunks/\(id.hex.prefix(2))/\(id.hex)")
+        XCTAssertEqual(try FS.stat(cache.path(of: id)).mode, 0o600, "entries are private to the user")
+        XCTAssertEqual(try FS.listDirectory("\(dir)/v1/tmp"), [], "nothing left behind in tmp/")
+        // Inserting again (a second fetch of the same chunk) replaces it with the same bytes.
+        try cache.insert(id, data)
+        XCTAssertEqual(try read(cache, id), data)
+        let empty: [UInt8] = []
+        try cache.insert(ChunkID.of(empty), empty)
+        XCTAssertEqual(try read(cache, ChunkID.of(empty)), [])
+    }
+
+    func testContainsRespectsTheSize() throws {
+        let cache = try ChunkCache(directory: dir)
+        let data = bytes(4096, 2)
+        let id = ChunkID.of(data)
+        XCTAssertFalse(cache.contains(id, rawSize: 4096))
+        try cache.insert(id, data)
+        XCTAssertTrue(cache.contains(id, rawSize: 4096))
+        XCTAssertFalse(cache.contains(id, rawSize: 4095), "a short entry is not the chunk")
+        XCTAssertFalse(cache.contains(id, rawSize: 4097))
+        XCTAssertFalse(cache.contains(ChunkID.of([9]), rawSize: 4096))
+    }
+
+    func testRemove() throws {
+        let cache = try ChunkCache(directory: dir)
+        let data = bytes(1000, 3)
+        let id = ChunkID.of(data)
+        try cache.insert(id, data)
+        cache.remove(id)
+        XCTAssertNil(try read(cache, id))
+        XCTAssertFalse(cache.contains(id, rawSize: 1000))
+        cache.remove(id)   // removing what is not there is fine
+        cache.remove(ChunkID.of([1, 2, 3]))
+    }
+
+    func testTemporariesOfDeadWritersAreRemovedOnOpen() throws {
+        _ = try ChunkCache(directory: dir)
+        let tmp = "\(dir)/v1/tmp"
+        // Process ids are below pid_max, so pid_max itself names no process.
+        let pidMax = Int32(String(decoding: try FS.readFile("/proc/sys/kernel/pid_max"), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines))!
+        XCTAssertFalse(ProcessControl.isAlive(pidMax))
+        let names = ["\(pidMax).3", "\(pidMax).17", "\(getpid()).5", "1.7", "not-a-pid"]
+        for n in names { try FS.writeFileAtomically("\(tmp)/\(n)", [1, 2, 3], sync: false) }
+        _ = try ChunkCache(directory: dir)
+        XCTAssertEqual(Set(try FS.listDirectory(tmp)), ["\(getpid()).5", "1.7", "not-a-pid"],
+                       "only the dead writer's files go; ours and a live process's (init) stay")
+    }
+
+    func testManifestsAndRefsRoundTrip() throws {
+        let cache = try ChunkCache(directory: dir)
+        let manifest = bytes(5000, 4)
+        let id = ChunkID.of(manifest)
+        XCTAssertNil(cache.loadManifest(id))
+        try cache.storeManifest(id, manifest)
+        XCTAssertEqual(cache.loadManifest(id), manifest)
+
+        let storeA = "s3://bucket/envs", storeB = "/srv/envs"
+        XCTAssertNil(cache.loadRef(store: storeA, env: "ml"))
+        XCTAssertEqual(cache.cachedEnvironments(store: storeA), [])
+        try cache.storeRef(store: storeA, env: "ml", Array("ref a".utf8))
+        try cache.storeRef(store: storeA, env: "base", Array("ref base".utf8))
+        try cache.storeRef(store: storeB, env: "ml", Array("ref b".utf8))
+        XCTAssertEqual(cache.loadRef(store: storeA, env: "ml"), Array("ref a".utf8))
+        XCTAssertEqual(cache.loadRef(store: storeB, env: "ml"), Array("ref b".utf8), "refs are kept per store")
+        XCTAssertEqual(cache.cachedEnvironments(store: storeA), ["base", "ml"])
+        XCTAssertEqual(cache.cachedEnvironments(store: storeB), ["ml"])
+        try cache.storeRef(store: storeA, env: "ml", Array("ref a2".utf8))
+        XCTAssertEqual(cache.loadRef(store: storeA, env: "ml"), Array("ref a2".utf8), "a newer ref replaces the old one")
+
+        let again = try ChunkCache(directory: dir)
+        XCTAssertEqual(again.loadManifest(id), manifest)
+        XCTAssertEqual(again.loadRef(store: storeA, env: "ml"), Array("ref a2".utf8))
+    }
+
+    func testTwoInstancesSeeEachOthersEntries() throws {
+        let a = try ChunkCache(directory: dir)
+        let b = try ChunkCache(directory: dir)
+        let x = bytes(3000, 5), y = bytes(7000, 6)
+        try a.insert(ChunkID.of(x), x)
+        XCTAssertEqual(try read(b, ChunkID.of(x)), x)
+        try b.insert(ChunkID.of(y), y)
+        XCTAssertTrue(a.contains(ChunkID.of(y), rawSize: 7000))
+        b.remove(ChunkID.of(x))
+        XCTAssertNil(try read(a, ChunkID.of(x)))
+    }
+
+    /// Two caches on one directory in one process (a mount and a warm, say) writing at once:
+    /// every entry must hold exactly its own bytes and no insert may fail.
+    func testConcurrentInsertsFromTwoInstancesInOneProcess() throws {
+        let caches = [try ChunkCache(directory: dir, durable: false), try ChunkCache(directory: dir, durable: false)]
+        let perWriter = 200
+        let chunks: [[[UInt8]]] = (0..<2).map { w in
+            (0..<perWriter).map { k in bytes(8192 + k, UInt8(w * 100 + k % 100)) + [UInt8(w), UInt8(k % 256), UInt8(k / 256)] }
+        }
+        let failures = Mutex(0)
+        DispatchQueue.concurrentPerform(iterations: 2) { w in
+            for c in chunks[w] {
+                do { try caches[w].insert(ChunkID.of(c), c) } catch { failures.withLock { $0 += 1 } }
+            }
+        }
+        XCTAssertEqual(failures.withLock { $0 }, 0, "inserts that failed")
+        var wrong = 0
+        for c in chunks.joined() where (try? read(caches[0], ChunkID.of(c))) != c { wrong += 1 }
+        XCTAssertEqual(wrong, 0, "entries whose bytes are not their chunk's")
+    }
+}

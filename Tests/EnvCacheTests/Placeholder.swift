@@ -1,2 +1,0 @@
-import XCTest
-final class EnvCacheTestsPlaceholder: XCTestCase { func testNothing() {} }

@@ -1,0 +1,114 @@
+import XCTest
+import Foundation
+import Glibc
+import Synchronization
+import SysKit
+import EnvFormat
+import EnvStore
+import EnvFS
+
+final class ChunkFetcherTests: XCTestCase {
+    var source: TempDir!
+    var mounted: Mounted!
+
+    override func setUpWithError() throws {
+        source = try TempDir("source")
+        try SourceTree.make(at: source.bytes)
+        mounted = try Mounted(source: source.path)
+    }
+
+    override func tearDown() {
+        mounted = nil
+        source.remove()
+    }
+
+    func disk(_ rel: String) throws -> [UInt8] { try FS.readFile(source.path + "/" + rel) }
+
+    /// A file that uses none of `chunks`.
+    func fileAvoiding(_ chunks: Set<UInt32>) throws -> String {
+        for f in ["one", "secret", "big/tool", "sparse.img", "max", "hard-a"] where try mounted.chunks(f).isDisjoint(with: chunks) {
+            return f
+        }
+        throw XCTSkip("no file avoids chunks \(chunks)")
+    }
+
+    func assertCorruptChunkIsRefused(replacement: (Manifest.ChunkRecord) throws -> [UInt8]) throws {
+        let file = try mounted.ino("multi.bin")
+        let k = mounted.fs.chunks(ofEntry: Int(file) - 1)[1]
+        let rec = mounted.manifest.chunks[Int(k)]
+        mounted.store.overwrite(rec.id.objectKey, try replacement(rec))
+        let off = try XCTUnwrap(mounted.span(ofChunk: k, inFile: file)).offset
+        for (o, n) in [(off, 100), (off > 10 ? off - 10 : 0, 1000), (0, 1 << 20)] {
+            let e = fsError { _ = try mounted.read(file, offset: o, size: n) }
+            XCTAssertEqual(e?.errno, EIO, "read at \(o)+\(n) must fail with EIO, got \(String(describing: e))")
+            if case .io? = e {} else { XCTFail("expected FSError.io, got \(String(describing: e))") }
+        }
+        XCTAssertFalse(mounted.cache.contains(rec.id, rawSize: rec.rawSize))
+        XCTAssertNil(try mounted.cache.open(rec.id), "nothing cached for the refused chunk")
+        // The rest of the environment still reads.
+        let other = try fileAvoiding([k])
+        XCTAssertEqual(try mounted.readAll(try mounted.ino(other)), try disk(other))
+        XCTAssertEqual(try mounted.read(file, offset: 0, size: 100), Array(try disk("multi.bin").prefix(100)),
+                       "the same file's other chunks still read")
+        XCTAssertGreaterThan(mounted.fs.fetcher.stats.corrupt.load(ordering: .relaxed), 0)
+    }
+
+    func testChunkWithOtherBytesOfTheSameSizeIsRefused() throws {
+        try assertCorruptChunkIsRefused { rec in try Zstd.compress(randomBytes(Int(rec.rawSize), seed: 77)) }
+    }
+
+    func testChunkThatDecompressesToAnotherSizeIsRefused() throws {
+        try assertCorruptChunkIsRefused { rec in try Zstd.compress(randomBytes(Int(rec.rawSize) + 1, seed: 78)) }
+    }
+
+    func testChunkThatIsNotZstdIsRefused() throws {
+        try assertCorruptChunkIsRefused { rec in randomBytes(Int(rec.storedSize), seed: 79) }
+    }
+
+    func testConcurrentReadersOfOneChunkFetchItOnce() throws {
+        // A range inside one chunk that only this file uses.
+        let file = try mounted.ino("multi.bin")
+        let k = mounted.fs.chunks(ofEntry: Int(file) - 1)[1]
+        let span = try XCTUnwrap(mounted.span(ofChunk: k, inFile: file))
+        XCTAssertGreaterThan(span.length, 4096)
+        let expected = Array(try disk("multi.bin")[Int(span.offset)..<Int(span.offset) + 4096])
+        let before = mounted.store.getCount
+        let gate = DispatchSemaphore(value: 0)
+        let done = DispatchGroup()
+        let results = Mutex<[[UInt8]?]>([])
+        let fixture = mounted!
+        for _ in 0..<16 {
+            done.enter()
+            Thread {
+                gate.wait()
+                let b = try? fixture.read(file, offset: span.offset, size: 4096)
+                results.withLock { $0.append(b) }
+                done.leave()
+            }.start()
+        }
+        for _ in 0..<16 { gate.signal() }
+        done.wait()
+        XCTAssertEqual(mounted.store.getCount - before, 1, "one GET for sixteen readers")
+        XCTAssertTrue(mounted.cache.contains(mounted.manifest.chunks[Int(k)].id, rawSize: mounted.manifest.chunks[Int(k)].rawSize))
+        XCTAssertEqual(results.withLock { $0 }.count, 16)
+        for r in results.withLock({ $0 }) { XCTAssertEqual(r, expected) }
+    }
+
+    func testCachedFilesStillReadWhenTheStoreIsOffline() throws {
+        let first = "multi.bin"
+        let firstIno = try mounted.ino(first)
+        XCTAssertEqual(try mounted.readAll(firstIno), try disk(first))
+        let uncached = try fileAvoiding(try mounted.chunks(first))
+        XCTAssertFalse(try mounted.chunks(uncached).isEmpty)
+
+        mounted.store.setUnavailable(true)
+        let gets = mounted.store.getCount
+        XCTAssertEqual(try mounted.readAll(firstIno), try disk(first), "served from the cache")
+        XCTAssertEqual(mounted.store.getCount, gets)
+        let e = fsError { _ = try mounted.readAll(try mounted.ino(uncached)) }
+        XCTAssertEqual(e?.errno, EIO, "\(uncached) needs the store: \(String(describing: e))")
+
+        mounted.store.setUnavailable(false)
+        XCTAssertEqual(try mounted.readAll(try mounted.ino(uncached)), try disk(uncached), "reads again once the store is back")
+    }
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class EnvFSTestsPlaceholder: XCTestCase { func testNothing() {} }
