@@ -111,7 +111,7 @@ public final class EnvFilesystem: Sendable {
                         _ emit: (_ name: ArraySlice<UInt8>, _ ino: UInt64, _ kind: Manifest.Kind, _ next: Int) -> Bool) throws(FSError) {
         let i = try index(ino)
         guard manifest.entries[i].kind == .directory else { throw .notDirectory }
-        var pos = from
+        var pos = max(from, 0)
         if pos == 0 {
             if !emit([0x2e][...], ino, .directory, 1) { return }
             pos = 1

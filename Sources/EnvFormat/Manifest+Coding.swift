@@ -61,9 +61,15 @@ extension Manifest {
         _ = try h.u32("flags")
         let bodySize = try h.u64("body size")
         guard bodySize <= UInt64(maxBodySize) else { throw FormatError("manifest body of \(bodySize) bytes is too large") }
+        let compressed = Array(object[h.pos...])
+        // A tiny object claiming a huge body is refused before anything is allocated for it
+        // (real manifests compress about 5-20x).
+        guard bodySize <= UInt64(compressed.count) * 1000 else {
+            throw FormatError("manifest claims a \(bodySize)-byte body in \(compressed.count) compressed bytes")
+        }
         let body: [UInt8]
         do {
-            body = try Zstd.decompress(Array(object[h.pos...]), expectedSize: Int(bodySize))
+            body = try Zstd.decompress(compressed, expectedSize: Int(bodySize))
         } catch {
             throw FormatError("manifest body does not decompress: \(error)")
         }
