@@ -77,6 +77,7 @@ public final class Publisher: Sendable {
 
         var walker = TreeWalker(skipSpecial: options.skipSpecial, warn: warn)
         try walker.walk(root: sourcePath.pathBytes)
+        if let d = store as? DirectoryStore { try d.createIfMissing() }
 
         // What the store has: its chunk listing, and stored sizes from the previous manifest.
         let refKey = Ref.objectKey(env: options.env)

@@ -15,10 +15,21 @@ public final class DirectoryStore: ObjectStore {
 
     func path(_ key: String) -> String { root + "/" + key }
 
+    /// Creates the store directory for a first publish.
+    public func createIfMissing() throws {
+        do { try FS.makeDirectories(root) } catch { throw mapError(error, "") }
+    }
+
     private func mapError(_ e: Error, _ key: String) -> StoreError {
         if let se = e as? SystemError {
             switch se.errno {
-            case ENOENT, ENOTDIR: return .notFound(key: key, store: description)
+            case ENOENT, ENOTDIR:
+                // A missing object in a present store is "not found"; a store directory that is
+                // gone (an unmounted disk or share) is an unreachable store.
+                if (try? FS.stat(root))?.kind != .directory {
+                    return .unavailable(key: key, store: description, detail: "store directory \(root) is missing")
+                }
+                return .notFound(key: key, store: description)
             case EACCES, EPERM: return .denied(key: key, store: description, detail: se.description)
             case EIO, ENOTCONN, ESTALE: return .unavailable(key: key, store: description, detail: se.description)
             default: return .failed(key: key, store: description, detail: se.description)

@@ -21,7 +21,8 @@ struct EnvironmentResolver {
     let cache: ChunkCache
 
     func resolve(env: String?) throws -> OpenedEnvironment {
-        if let d = store as? DirectoryStore, (try? FS.stat(d.root))?.kind != .directory {
+        if let d = store as? DirectoryStore, (try? FS.stat(d.root))?.kind != .directory,
+           env == nil || cache.loadRef(store: store.description, env: env!) == nil {
             throw MountError("store \(store.description) does not exist or is not a directory")
         }
         let name = try env ?? onlyEnvironment()

@@ -85,6 +85,14 @@ final class Harness {
         return pid
     }
 
+    /// Takes over cleanup of a mount made by a `run("envmount", ["mount", …])` that succeeded.
+    func adopt(_ mp: String, _ r: CommandResult) throws {
+        mounts.append(mp)
+        if let pid = Int32(r.stdout.components(separatedBy: "pid ").dropFirst().first?.prefix { $0.isNumber } ?? "") {
+            daemons.append(pid)
+        }
+    }
+
     func unmount(_ mp: String) throws -> CommandResult {
         let r = try run("envmount", ["unmount", mp])
         if r.status == 0 { mounts.removeAll { $0 == mp } }
