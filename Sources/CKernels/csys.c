@@ -23,3 +23,5 @@ int envmount_statvfs_avail(const char *path, uint64_t *bytes) {
 }
 
 int envmount_umount_lazy(const char *path) { return umount2(path, MNT_DETACH); }
+
+int envmount_syncfs(int fd) { return syncfs(fd); }

@@ -11,7 +11,7 @@ import EnvStore
 public struct PublishOptions: Sendable {
     public var env: String
     public var skipSpecial = false
-    public var compressionLevel: Int32 = 3
+    public var compressionLevel: Int32 = 4
     public var chunking = ChunkingParams.default
     /// Chunks hashed, compressed and uploaded at once.
     public var workers = 8
@@ -247,6 +247,7 @@ public final class Publisher: Sendable {
         result.chunksReused = table.count - up.uploaded
         result.manifestBytes = encoded.count
         do {
+            try store.sync()
             if !(try store.exists(Ref.manifestKey(manifestID))) { try store.put(Ref.manifestKey(manifestID), encoded) }
             if let p = previous, p.manifest == manifestID {
                 result.ref = p

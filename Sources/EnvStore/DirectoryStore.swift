@@ -46,10 +46,16 @@ public final class DirectoryStore: ObjectStore {
         let p = path(key)
         do {
             if let slash = p.lastIndex(of: "/") { try FS.makeDirectories(String(p[..<slash])) }
-            try FS.writeFileAtomically(p, bytes, mode: 0o644, sync: true)
+            // Chunks are synced in one syncfs before the manifest is written (see sync());
+            // manifests, refs and profiles are small and synced one by one.
+            try FS.writeFileAtomically(p, bytes, mode: 0o644, sync: !key.hasPrefix("chunks/"))
         } catch {
             throw mapError(error, key)
         }
+    }
+
+    public func sync() throws {
+        do { try FS.syncFileSystem(root) } catch { throw mapError(error, "") }
     }
 
     public func exists(_ key: String) throws -> Bool {

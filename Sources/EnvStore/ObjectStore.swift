@@ -48,6 +48,13 @@ public protocol ObjectStore: Sendable {
     func exists(_ key: String) throws -> Bool
     /// Every key under `prefix` (which ends with `/`), in no particular order.
     func list(prefix: String) throws -> [String]
+    /// Makes every completed `put` durable. A publish calls it before writing the manifest and
+    /// ref, so a crash can never leave a ref naming chunks that were lost.
+    func sync() throws
+}
+
+extension ObjectStore {
+    public func sync() throws {}
 }
 
 extension ObjectStore {

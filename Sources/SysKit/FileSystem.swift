@@ -215,6 +215,13 @@ public enum FS {
         }
     }
 
+    /// Flushes every dirty page of the file system holding `path` to disk (`syncfs`).
+    public static func syncFileSystem(_ path: String) throws {
+        let fd = try FileDescriptor.open(path, O_RDONLY | O_DIRECTORY)
+        defer { fd.close() }
+        _ = try valueOrErrno("syncfs", path) { envmount_syncfs(fd.rawValue) }
+    }
+
     public static func readFile(_ path: String) throws -> [UInt8] {
         let fd = try FileDescriptor.open(path, O_RDONLY)
         defer { fd.close() }

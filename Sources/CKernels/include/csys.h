@@ -11,6 +11,8 @@ int envmount_seek_hole(void);
 int envmount_statfs_type(const char *path, long *type);
 /// statvfs(3): bytes available to unprivileged users; -1 with errno on failure.
 int envmount_statvfs_avail(const char *path, uint64_t *bytes);
+/// syncfs(2): flush the file system holding `fd`.
+int envmount_syncfs(int fd);
 /// umount2(path, MNT_DETACH): lazy unmount, for a stale FUSE mount left by a killed daemon.
 int envmount_umount_lazy(const char *path);
 #endif
