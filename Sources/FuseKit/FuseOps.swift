@@ -53,6 +53,7 @@ enum FuseOps {
         ops.open = { req, ino, fi in
             let ctx = SessionContext.from(req)
             guard let fi else { fuse_reply_err(req, EINVAL); return }
+            if ctx.config.zeroMessageOpen { fuse_reply_err(req, ENOSYS); return }
             do {
                 try ctx.fs.open(ino: ino, flags: cfuse_fi_flags(fi))
                 if ctx.config.keepCache { cfuse_fi_set_keep_cache(fi) }
@@ -91,6 +92,7 @@ enum FuseOps {
         ops.opendir = { req, ino, fi in
             let ctx = SessionContext.from(req)
             guard let fi else { fuse_reply_err(req, EINVAL); return }
+            if ctx.config.zeroMessageOpen { fuse_reply_err(req, ENOSYS); return }
             do {
                 try ctx.fs.opendir(ino: ino)
                 cfuse_fi_set_keep_cache(fi)

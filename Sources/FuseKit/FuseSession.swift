@@ -15,6 +15,10 @@ public struct FuseConfig: Sendable {
     public var keepCache: Bool = true
     /// Reply to single-chunk reads by splicing the cache file.
     public var splice: Bool = true
+    /// Answer OPEN and OPENDIR with ENOSYS: the kernel then stops sending OPEN/RELEASE and
+    /// OPENDIR/RELEASEDIR for the mount and keeps file pages and listings cached ("zero-message
+    /// open", Linux 5.1+). Writes are still refused by the read-only mount.
+    public var zeroMessageOpen: Bool = true
     public init() {}
 }
 

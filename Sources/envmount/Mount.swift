@@ -48,6 +48,9 @@ struct Mount: ParsableCommand {
     @Flag(help: "Copy cached bytes through user space instead of splicing them (for measurements).")
     var noSplice = false
 
+    @Flag(help: "Answer OPEN/OPENDIR (the kernel otherwise skips them after the first ENOSYS; for measurements).")
+    var withOpen = false
+
     @Option(help: "Chunks fetched in parallel in the background (read-ahead, warm, prefetch).")
     var fetchThreads: Int = 16
 
@@ -56,6 +59,9 @@ struct Mount: ParsableCommand {
 
     @Option(help: "Start fetching this recorded profile in the background once mounted (see `envmount profile save`).")
     var prefetch: String?
+
+    @Flag(help: "Log every FUSE request (libfuse's debug output; with --foreground).")
+    var fuseDebug = false
 
     @Flag(help: .private)
     var daemonChild = false
@@ -138,6 +144,7 @@ struct Mount: ParsableCommand {
         if let p = prefetch { args += ["--prefetch", p] }
         if noKeepCache { args.append("--no-keep-cache") }
         if noSplice { args.append("--no-splice") }
+        if withOpen { args.append("--with-open") }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: String(decoding: try FS.readlink("/proc/self/exe".pathBytes), as: UTF8.self))
         p.arguments = args
@@ -186,8 +193,10 @@ struct Mount: ParsableCommand {
         config.attrTimeout = kernelCacheTimeout
         config.keepCache = !noKeepCache
         config.splice = !noSplice
+        config.zeroMessageOpen = !withOpen
         var options = ["ro", "default_permissions", "fsname=envmount:\(opened.env)", "subtype=envmount"]
         if ProcessControl.userID == 0 { options.append("allow_other") }
+        if fuseDebug { options.append("debug") }
         let session = try FuseSession(fs: FuseBridge(fs), mountpoint: mp, options: options, config: config)
         let daemonChild = self.daemonChild
         let env = opened.env, revision = opened.ref.revision
