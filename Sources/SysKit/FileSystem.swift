@@ -10,6 +10,7 @@ public struct FileStat: Sendable, Equatable {
     public var gid: UInt32
     public var size: UInt64
     public var mtimeNs: Int64
+    public var atimeNs: Int64
     public var device: UInt64
     public var inode: UInt64
     public var links: UInt64
@@ -31,6 +32,7 @@ public struct FileStat: Sendable, Equatable {
         gid = st.st_gid
         size = UInt64(st.st_size)
         mtimeNs = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        atimeNs = Int64(st.st_atim.tv_sec) * 1_000_000_000 + Int64(st.st_atim.tv_nsec)
         device = UInt64(st.st_dev)
         inode = UInt64(st.st_ino)
         links = UInt64(st.st_nlink)
@@ -40,6 +42,10 @@ public struct FileStat: Sendable, Equatable {
 
 /// File-system calls on byte paths. Each wraps the libc call of the same name.
 public enum FS {
+    /// `O_NOATIME` for `open` (Linux): reads do not update the access time. Only the file's owner
+    /// (or root) may use it; others get EPERM.
+    public static var openNoAtime: Int32 { envmount_o_noatime() }
+
     public static func lstat(_ path: PathBytes) throws -> FileStat {
         var st = Glibc.stat()
         _ = try withCPath(path) { p in try valueOrErrno("lstat", path.pathString) { fstatat(AT_FDCWD, p, &st, AT_SYMLINK_NOFOLLOW) } }
@@ -170,6 +176,11 @@ public enum FS {
         _ = try withCPath(path) { p in
             try valueOrErrno("utimensat", path.pathString) { Glibc.utimensat(AT_FDCWD, p, &ts, AT_SYMLINK_NOFOLLOW) }
         }
+    }
+
+    /// Sets the access and modification times of `path` to now (`utimensat` with NULL times).
+    public static func touch(_ path: String) throws {
+        _ = try valueOrErrno("utimensat", path) { Glibc.utimensat(AT_FDCWD, path, nil, 0) }
     }
 
     /// Detaches a mount now (`umount2(MNT_DETACH)`); used on stale FUSE mounts.
