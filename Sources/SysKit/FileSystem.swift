@@ -89,11 +89,11 @@ public enum FS {
                 if Glibc.errno != 0 { throw SystemError(errno: Glibc.errno, call: "readdir", path: path.pathString) }
                 return names
             }
-            // SAFETY: d_name is a NUL-terminated array inside the dirent readdir returned, read before the next readdir.
-            let name: PathBytes = withUnsafeBytes(of: ent.pointee.d_name) { raw in
-                let len = raw.firstIndex(of: 0) ?? raw.count
-                return Array(raw[0..<len])
-            }
+            // SAFETY: glibc packs dirents by d_reclen, so a record can end right after its name's NUL (at
+            // the end of the mapped buffer); read d_name through a pointer up to the NUL only, never
+            // `ent.pointee` (which copies the full 256-byte array and crashed on 100k-entry scans).
+            let nameStart = UnsafeRawPointer(ent) + MemoryLayout<dirent>.offset(of: \dirent.d_name)!
+            let name = PathBytes(UnsafeRawBufferPointer(start: nameStart, count: strlen(nameStart.assumingMemoryBound(to: CChar.self))))
             if name == [0x2e] || name == [0x2e, 0x2e] { continue }
             names.append(name)
         }
