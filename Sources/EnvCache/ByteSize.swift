@@ -43,20 +43,21 @@ public enum ByteSize {
         guard digits > 0 else { throw fail(utf.first == 0x2d ? "a size cannot be negative" : "it does not start with a number") }
         if overflow { throw fail("too large") }
         if i < utf.count, utf[i] == 0x20 { i += 1 }
-        let unit = String(decoding: utf[i...], as: UTF8.self).lowercased()
+        let unitText = String(decoding: utf[i...], as: UTF8.self)
+        let unit = unitText.lowercased()
 
         let multiplier: UInt64
         switch unit {
         case "", "b": multiplier = 1
         default:
             let letters: [Character: Int] = ["k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6]
-            guard let first = unit.first, let power = letters[first] else { throw fail("unknown unit '\(unit)'") }
+            guard let first = unit.first, let power = letters[first] else { throw fail("unknown unit '\(unitText)'") }
             let rest = unit.dropFirst()
             let base: UInt64
             switch rest {
             case "", "i", "ib": base = 1024
             case "b": base = 1000
-            default: throw fail("unknown unit '\(unit)'")
+            default: throw fail("unknown unit '\(unitText)'")
             }
             var m: UInt64 = 1
             for _ in 0..<power { m *= base }

@@ -162,7 +162,7 @@ extension ChunkCache {
         for (shard, name) in files {
             let p = "\(root)/chunks/\(shard)/\(name)"
             let id = ChunkID(hex: name)
-            let wellNamed = id.map { $0.hex == name && name.hasPrefix(shard) } ?? false
+            let wellNamed = id != nil && Self.isEntryName(name, shard: shard)
             var bad = !wellNamed
             if !bad {
                 do {
@@ -301,7 +301,7 @@ extension ChunkCache {
     func scanEntries() {
         var found: [ChunkID: CacheIndex.Entry] = [:]
         for (shard, name) in listEntryFiles() {
-            guard let id = ChunkID(hex: name), id.hex == name, name.hasPrefix(shard),
+            guard Self.isEntryName(name, shard: shard), let id = ChunkID(hex: name),
                   let st = try? FS.lstat("\(root)/chunks/\(shard)/\(name)"), st.kind == .regular else { continue }
             found[id] = .init(size: st.size, tick: max(st.atimeNs, st.mtimeNs), persisted: st.mtimeNs)
         }
@@ -329,6 +329,16 @@ extension ChunkCache {
             for name in (try? FS.listDirectory(chunks + "/" + shard)) ?? [] { out.append((shard, name)) }
         }
         return out
+    }
+
+    /// 64 lower-case hex digits starting with the shard's two (what `path(of:)` writes).
+    static func isEntryName(_ name: String, shard: String) -> Bool {
+        var n = 0
+        for c in name.utf8 {
+            guard (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) else { return false }
+            n += 1
+        }
+        return n == 64 && name.utf8.starts(with: shard.utf8) && shard.utf8.count == 2
     }
 
     static func readWithoutAtime(_ path: String) throws -> [UInt8] {
