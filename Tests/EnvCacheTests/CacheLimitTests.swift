@@ -1,6 +1,7 @@
 import XCTest
 import Foundation
 import Glibc
+import Synchronization
 import SysKit
 import EnvFormat
 @testable import EnvCache
@@ -102,6 +103,30 @@ final class CacheLimitTests: XCTestCase {
         XCTAssertEqual(r.bytes, UInt64(3 * size))
         for id in pinned { XCTAssertFalse(isCached(c, id)) }
         XCTAssertEqual(c.usage, CacheUsage(entries: 0, bytes: 0, limit: limit))
+    }
+
+    func testConcurrentInsertsAndReadsKeepLimitAndIndexConsistent() throws {
+        let size = 4 << 10, limit: UInt64 = 200 << 10
+        let c = try ChunkCache(directory: dir, durable: false, limit: limit)
+        let over = Atomic<Int>(0), missing = Atomic<Int>(0), failed = Atomic<Int>(0)
+        let blobs = (0..<4).map { t in (0..<150).map { i in chunk(t * 1000 + i, size: size) } }
+        DispatchQueue.concurrentPerform(iterations: 4) { t in
+            for i in 0..<300 {
+                let b = blobs[t][i % 150]
+                let id = ChunkID.of(b)
+                c.pin(id) // as a reader would: pinned from fetch to read
+                do { try c.insert(id, b) } catch { failed.add(1, ordering: .relaxed) }
+                if let fd = try? c.open(id) { fd.close() } else { missing.add(1, ordering: .relaxed) }
+                c.unpin(id)
+                if let fd = try? c.open(ChunkID.of(blobs[(t + 1) % 4][i % 150])) { fd.close() }
+                if c.usage.bytes > limit { over.add(1, ordering: .relaxed) }
+            }
+        }
+        XCTAssertEqual(failed.load(ordering: .relaxed), 0, "inserts failed")
+        XCTAssertEqual(missing.load(ordering: .relaxed), 0, "a pinned entry was evicted before it was read")
+        XCTAssertEqual(over.load(ordering: .relaxed), 0, "usage went over the limit")
+        XCTAssertEqual(c.usage.bytes, try diskBytes(c), "index and disk disagree")
+        XCTAssertLessThanOrEqual(c.usage.bytes, limit)
     }
 
     func testEntryLargerThanLimitIsRefused() throws {
