@@ -1,12 +1,14 @@
 #define _GNU_SOURCE
 #include "csys.h"
 #include <unistd.h>
+#include <fcntl.h>
 #include <sys/vfs.h>
 #include <sys/statvfs.h>
 #include <sys/mount.h>
 
 int envmount_seek_data(void) { return SEEK_DATA; }
 int envmount_seek_hole(void) { return SEEK_HOLE; }
+int envmount_o_noatime(void) { return O_NOATIME; }
 
 int envmount_statfs_type(const char *path, long *type) {
     struct statfs s;

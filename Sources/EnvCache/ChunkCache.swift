@@ -10,6 +10,18 @@
 // bytes whose SHA-256 matched their id are written, to a temporary file that is fsynced and
 // then renamed, so a crash (kill -9 or power loss) leaves either a whole entry or none; what
 // a crash left in tmp/ is removed when the cache is next opened.
+//
+// Size limit and eviction (ChunkCache+Limit.swift): an optional byte limit is enforced by
+// evicting least-recently-used entries. The order lives in memory (an index id -> size and
+// last-use time, built by scanning chunks/ in the background at open) and survives restarts
+// through each entry's mtime: opening an entry bumps its mtime to now (utimensat) at most once an
+// hour, and the scan takes max(atime, mtime) as the last use. Pinned entries (a reader between
+// fetching and reading a chunk) are never evicted. Eviction unlinks files; a reader that already
+// holds an fd on an evicted entry keeps reading its bytes (Linux frees them at the last close).
+// Several processes may share one cache directory; each keeps its own index and enforces its own
+// limit over what it sees, and entries another process removed are dropped from an index lazily
+// (ENOENT on open or unlink).
+import Dispatch
 import Glibc
 import SysKit
 import EnvFormat
@@ -22,16 +34,31 @@ public final class ChunkCache: Sendable {
     let root: String
     /// fsync each entry before it is renamed into place (power-loss safety).
     let durable: Bool
+    /// The most bytes of chunk entries to keep (nil: no limit; ENOSPC still evicts).
+    public let limit: UInt64?
     /// Numbers temporaries. Process-wide: names are `<pid>.<n>`, so two instances on one
     /// directory with their own counters would write the same temporary at once.
     private static let sequence = Atomic<UInt64>(0)
+    /// The LRU index and pins; see ChunkCache+Limit.swift.
+    let index = Mutex(CacheIndex())
+    /// Left when the background scan of chunks/ has been merged into `index`.
+    let scanDone = DispatchGroup()
 
-    public init(directory: String, durable: Bool = true) throws {
+    /// Opens (creating if needed) the cache at `directory`. With `limit`, inserts evict the least
+    /// recently used entries to keep chunk bytes at or under it. The existing entries are counted
+    /// by a scan that runs in the background; calls that need the totals wait for it.
+    public init(directory: String, durable: Bool = true, limit: UInt64? = nil) throws {
         self.directory = directory
         self.root = directory + "/" + ChunkCache.layoutVersion
         self.durable = durable
+        self.limit = limit
         for sub in ["chunks", "tmp", "manifests", "refs"] { try FS.makeDirectories(root + "/" + sub, mode: 0o700) }
         removeAbandonedTemporaries()
+        scanDone.enter()
+        DispatchQueue.global(qos: .utility).async { [self] in
+            scanEntries()
+            scanDone.leave()
+        }
     }
 
     /// The default cache location: `$XDG_CACHE_HOME/envmount`, else `~/.cache/envmount`
@@ -48,13 +75,18 @@ public final class ChunkCache: Sendable {
         return "\(root)/chunks/\(h.prefix(2))/\(h)"
     }
 
-    /// Opens a cached chunk for reading, or nil when it is not cached.
+    /// Opens a cached chunk for reading, or nil when it is not cached. Marks the entry used.
     public func open(_ id: ChunkID) throws -> FileDescriptor? {
+        let p = path(of: id)
+        let fd: FileDescriptor
         do {
-            return try FileDescriptor.open(path(of: id), O_RDONLY)
+            fd = try FileDescriptor.open(p, O_RDONLY)
         } catch let e as SystemError where e.errno == ENOENT {
+            forget(id)
             return nil
         }
+        markUsed(id, path: p)
+        return fd
     }
 
     public func contains(_ id: ChunkID, rawSize: UInt32) -> Bool {
@@ -63,15 +95,45 @@ public final class ChunkCache: Sendable {
     }
 
     /// Adds verified chunk bytes. The caller has checked `SHA256(bytes) == id`.
+    ///
+    /// With a limit, first evicts least-recently-used unpinned entries so that usage plus this
+    /// entry stays within it (when pins leave too little to evict, the entry is added anyway and
+    /// the excess goes at the next eviction). When the file system is full (ENOSPC/EDQUOT), evicts
+    /// a batch of unpinned entries and retries. Throws `CacheError.full` when nothing can be freed
+    /// or the entry alone exceeds the limit: the caller serves the bytes without caching them.
     public func insert(_ id: ChunkID, _ bytes: [UInt8]) throws {
+        let size = UInt64(bytes.count)
+        if let limit, size > limit {
+            throw CacheError.full(needed: size, detail: "larger than the cache limit of \(limit) bytes")
+        }
         let final = path(of: id)
         let dir = String(final[..<final.lastIndex(of: "/")!])
         if !FS.exists(dir) { try FS.makeDirectories(dir, mode: 0o700) }
-        try writeEntry(final, bytes)
+        if limit != nil { reserve(id, size) }
+        do {
+            while true {
+                do {
+                    try writeEntry(final, bytes)
+                    break
+                } catch let e as SystemError where e.errno == ENOSPC || e.errno == EDQUOT {
+                    let freed = evictForSpace(needed: size)
+                    if freed.entries == 0 {
+                        throw CacheError.full(needed: size, detail: "\(e); every evictable entry is pinned or gone")
+                    }
+                }
+            }
+        } catch {
+            if limit != nil { unreserve(size) }
+            throw error
+        }
+        added(id, size, reserved: limit != nil)
     }
 
     /// Removes an entry found damaged (short or unreadable), so the next read fetches it again.
-    public func remove(_ id: ChunkID) { try? FS.unlink(path(of: id)) }
+    public func remove(_ id: ChunkID) {
+        try? FS.unlink(path(of: id))
+        forget(id)
+    }
 
     // MARK: manifests and refs, for offline mounts
 
@@ -103,13 +165,16 @@ public final class ChunkCache: Sendable {
         let n = Self.sequence.add(1, ordering: .relaxed).newValue
         let tmp = "\(root)/tmp/\(ProcessControl.pid).\(n)"
         let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+        var open = true
         do {
             try fd.writeAll(bytes)
             if durable { try fd.fsync() }
+            open = false
             fd.close()
             try FS.rename(tmp, final)
         } catch {
-            fd.close()
+            // Close once only: after a failed rename the number may already belong to another thread's file.
+            if open { fd.close() }
             try? FS.unlink(tmp)
             throw error
         }

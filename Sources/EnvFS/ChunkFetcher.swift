@@ -24,6 +24,9 @@ public final class ChunkFetcher: Sendable {
     }
 
     private let flights = Mutex<[UInt32: Flight]>([:])
+    /// Chunks the cache had no room for, served from memory (a few, oldest dropped first).
+    private let memoryChunks = Mutex<[UInt32: [UInt8]]>([:])
+    static let memoryChunkLimit = 16
     private let lastErrorMessage = Mutex<String?>(nil)
     public let stats = FetchStats()
 
@@ -38,14 +41,26 @@ public final class ChunkFetcher: Sendable {
         self.describe = describe
     }
 
-    /// Opens chunk `index` from the cache, fetching it first if needed. The caller closes it.
-    public func open(_ index: UInt32) throws(FSError) -> FileDescriptor {
+    /// Where a chunk's bytes are: a cache file (the caller closes it), or memory when the cache
+    /// could not take them (disk full of entries in use).
+    public enum Source {
+        case file(FileDescriptor)
+        case memory([UInt8])
+    }
+
+    /// Opens chunk `index` from the cache, fetching it first if needed.
+    public func open(_ index: UInt32) throws(FSError) -> Source {
         let rec = chunks[Int(index)]
+        // Pinned from the first look to the open: eviction may not remove it in between. Once
+        // open, an evicted (unlinked) file still reads.
+        cache.pin(rec.id)
+        defer { cache.unpin(rec.id) }
         for _ in 0..<3 {
             if let fd = try? cache.open(rec.id) {
                 stats.hits.add(1, ordering: .relaxed)
-                return fd
+                return .file(fd)
             }
+            if let bytes = memoryChunks.withLock({ $0[index] }) { return .memory(bytes) }
             try fetch(index)
         }
         throw FSError.io("chunk \(rec.id) (\(describe(index))) vanished from the cache after being fetched")
@@ -53,7 +68,14 @@ public final class ChunkFetcher: Sendable {
 
     /// Reads `count` bytes at `offset` of chunk `index` into `buffer[at...]`.
     public func read(_ index: UInt32, offset: UInt32, count: Int, into buffer: inout [UInt8], at: Int) throws(FSError) {
-        let fd = try open(index)
+        let fd: FileDescriptor
+        switch try open(index) {
+        case let .memory(bytes):
+            buffer.replaceSubrange(at..<at + count, with: bytes[Int(offset)..<Int(offset) + count])
+            return
+        case let .file(f):
+            fd = f
+        }
         defer { fd.close() }
         let n: Int
         do { n = try fd.preadFully(into: &buffer, at: at, count: count, offset: UInt64(offset)) } catch {
@@ -117,7 +139,16 @@ public final class ChunkFetcher: Sendable {
             Log.error(msg)
             throw FSError.io(msg)
         }
-        do { try cache.insert(rec.id, raw) } catch {
+        do {
+            try cache.insert(rec.id, raw)
+        } catch let e as CacheError {
+            // Nothing could be evicted (all in use): serve from memory rather than fail the read.
+            Log.error("cache full, serving chunk \(rec.id) from memory: \(e)")
+            memoryChunks.withLock { m in
+                if m.count >= Self.memoryChunkLimit, let k = m.keys.first { m.removeValue(forKey: k) }
+                m[index] = raw
+            }
+        } catch {
             let msg = "cannot cache chunk \(rec.id): \(error)"
             Log.error(msg)
             throw FSError.io(msg)

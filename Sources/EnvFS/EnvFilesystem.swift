@@ -154,8 +154,13 @@ public final class EnvFilesystem: Sendable {
         }
         if first.chunk != Manifest.Span.zeros && within + UInt64(want) <= UInt64(first.length) {
             onChunkRead?(first.chunk)
-            let fd = try fetcher.open(first.chunk)
-            return .file(fd, offset: UInt64(first.offset) + within, length: want)
+            switch try fetcher.open(first.chunk) {
+            case let .file(fd):
+                return .file(fd, offset: UInt64(first.offset) + within, length: want)
+            case let .memory(bytes):
+                let start = Int(first.offset) + Int(within)
+                return .bytes(Array(bytes[start..<start + want]))
+            }
         }
         var out = [UInt8](repeating: 0, count: want)
         var done = 0

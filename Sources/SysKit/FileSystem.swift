@@ -10,6 +10,7 @@ public struct FileStat: Sendable, Equatable {
     public var gid: UInt32
     public var size: UInt64
     public var mtimeNs: Int64
+    public var atimeNs: Int64
     public var device: UInt64
     public var inode: UInt64
     public var links: UInt64
@@ -31,6 +32,7 @@ public struct FileStat: Sendable, Equatable {
         gid = st.st_gid
         size = UInt64(st.st_size)
         mtimeNs = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        atimeNs = Int64(st.st_atim.tv_sec) * 1_000_000_000 + Int64(st.st_atim.tv_nsec)
         device = UInt64(st.st_dev)
         inode = UInt64(st.st_ino)
         links = UInt64(st.st_nlink)
@@ -40,6 +42,10 @@ public struct FileStat: Sendable, Equatable {
 
 /// File-system calls on byte paths. Each wraps the libc call of the same name.
 public enum FS {
+    /// `O_NOATIME` for `open` (Linux): reads do not update the access time. Only the file's owner
+    /// (or root) may use it; others get EPERM.
+    public static var openNoAtime: Int32 { envmount_o_noatime() }
+
     public static func lstat(_ path: PathBytes) throws -> FileStat {
         var st = Glibc.stat()
         _ = try withCPath(path) { p in try valueOrErrno("lstat", path.pathString) { fstatat(AT_FDCWD, p, &st, AT_SYMLINK_NOFOLLOW) } }
@@ -83,11 +89,11 @@ public enum FS {
                 if Glibc.errno != 0 { throw SystemError(errno: Glibc.errno, call: "readdir", path: path.pathString) }
                 return names
             }
-            // SAFETY: d_name is a NUL-terminated array inside the dirent readdir returned, read before the next readdir.
-            let name: PathBytes = withUnsafeBytes(of: ent.pointee.d_name) { raw in
-                let len = raw.firstIndex(of: 0) ?? raw.count
-                return Array(raw[0..<len])
-            }
+            // SAFETY: glibc packs dirents by d_reclen, so a record can end right after its name's NUL (at
+            // the end of the mapped buffer); read d_name through a pointer up to the NUL only, never
+            // `ent.pointee` (which copies the full 256-byte array and crashed on 100k-entry scans).
+            let nameStart = UnsafeRawPointer(ent) + MemoryLayout<dirent>.offset(of: \dirent.d_name)!
+            let name = PathBytes(UnsafeRawBufferPointer(start: nameStart, count: strlen(nameStart.assumingMemoryBound(to: CChar.self))))
             if name == [0x2e] || name == [0x2e, 0x2e] { continue }
             names.append(name)
         }
@@ -170,6 +176,11 @@ public enum FS {
         _ = try withCPath(path) { p in
             try valueOrErrno("utimensat", path.pathString) { Glibc.utimensat(AT_FDCWD, p, &ts, AT_SYMLINK_NOFOLLOW) }
         }
+    }
+
+    /// Sets the access and modification times of `path` to now (`utimensat` with NULL times).
+    public static func touch(_ path: String) throws {
+        _ = try valueOrErrno("utimensat", path) { Glibc.utimensat(AT_FDCWD, path, nil, 0) }
     }
 
     /// Detaches a mount now (`umount2(MNT_DETACH)`); used on stale FUSE mounts.

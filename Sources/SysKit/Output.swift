@@ -31,6 +31,12 @@ public enum ProcessControl {
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
+    /// CLOCK_REALTIME in nanoseconds since the epoch (comparable with file times).
+    public static func wallClockNs() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
     public static func wallClockSeconds() -> Int64 { Int64(time(nil)) }
     public static var userID: UInt32 { getuid() }
     public static func environment(_ name: String) -> String? {

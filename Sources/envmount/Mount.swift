@@ -28,6 +28,9 @@ struct Mount: ParsableCommand {
     @Option(help: "Chunk cache directory, shared by all mounts (default: ~/.cache/envmount, /var/cache/envmount for root).")
     var cacheDir: String?
 
+    @Option(help: "Most disk space for cached chunks, e.g. 20G or 500M; least recently used chunks are evicted (default: no limit; a full disk still evicts).")
+    var cacheSize: String?
+
     @Flag(help: "Stay attached and serve in this process (for systemd and debugging).")
     var foreground = false
 
@@ -79,7 +82,12 @@ struct Mount: ParsableCommand {
         do {
             let mp = try prepareMountpoint(Mountpoints.absolute(mountpoint))
             let cacheDirectory = Mountpoints.absolute(cacheDir ?? ChunkCache.defaultDirectory())
-            let cache = try ChunkCache(directory: cacheDirectory)
+            let limit = try cacheSize.map { s -> UInt64 in
+                let v = try ByteSize.parse(s)
+                guard v > 0 else { throw MountError("--cache-size must be more than 0") }
+                return v
+            }
+            let cache = try ChunkCache(directory: cacheDirectory, limit: limit)
             let storeSpec = Self.absoluteStoreSpec(store)
             let s = try StoreFactory.open(storeSpec, options: storeArguments.options)
             let opened = try EnvironmentResolver(store: s, cache: cache).resolve(env: env)
@@ -142,6 +150,7 @@ struct Mount: ParsableCommand {
         if let r = storeArguments.region { args += ["--region", r] }
         for m in storeArguments.mirrors { args += ["--mirror", m] }
         if let p = prefetch { args += ["--prefetch", p] }
+        if let c = cacheSize { args += ["--cache-size", c] }
         if noKeepCache { args.append("--no-keep-cache") }
         if noSplice { args.append("--no-splice") }
         if withOpen { args.append("--with-open") }

@@ -166,6 +166,34 @@ final class CacheAndWarmTests: XCTestCase {
         }
     }
 
+    func testA64MiBCacheLimitHoldsWhileReadingFarMore() throws {
+        let src = h.dir + "/src/many", store = h.dir + "/store", mnt = h.dir + "/mnt", cache = h.dir + "/cache"
+        try FS.makeDirectories(src)
+        var rng = SeededBytes(seed: 5)
+        for i in 0..<12 { try writeFile((src + "/f\(i).bin").pathBytes, rng.bytes(20 << 20)) }   // 240 MiB
+        XCTAssertEqual(try h.publish(src, store).status, 0)
+        try h.mount(store, mnt, cache: cache, ["--cache-size", "64M"])
+        func cacheBytes() throws -> UInt64 {
+            var total: UInt64 = 0
+            for shard in try FS.listDirectory(cache + "/v1/chunks") {
+                for n in try FS.listDirectory(cache + "/v1/chunks/" + shard) { total += (try? FS.lstat(cache + "/v1/chunks/\(shard)/\(n)").size) ?? 0 }
+            }
+            return total
+        }
+        for round in 0..<2 {
+            for i in 0..<12 {
+                XCTAssertEqual(try TreeFixture.readAll((mnt + "/f\(i).bin").pathBytes), try TreeFixture.readAll((src + "/f\(i).bin").pathBytes), "f\(i) round \(round)")
+                // Pages the kernel kept would hide the daemon: drop them so round 2 refetches.
+                Harness.dropPageCache()
+                let used = try cacheBytes()
+                XCTAssertLessThanOrEqual(used, 64 << 20, "cache holds \(used) bytes after f\(i)")
+            }
+        }
+        let s = try status(mnt)
+        XCTAssertEqual(s["cacheLimit"] as? Int, 64 << 20)
+        XCTAssertGreaterThan(s["chunksFetched"] as? Int ?? 0, 300, "the second round should have refetched evicted chunks")
+    }
+
     func testStatusAndWarmFailClearlyWhenNoDaemonServesThePath() throws {
         try FS.makeDirectories(h.dir + "/empty")
         for args in [["status", h.dir + "/empty"], ["warm", h.dir + "/empty", "--all"], ["profile", "save", h.dir + "/empty", "p"]] {

@@ -7,6 +7,8 @@
 /// lseek whence values that need _GNU_SOURCE.
 int envmount_seek_data(void);
 int envmount_seek_hole(void);
+/// open(2) flag O_NOATIME (GNU): reading does not update the file's access time.
+int envmount_o_noatime(void);
 /// statfs(2) f_type of the file system holding `path`; -1 with errno on failure.
 int envmount_statfs_type(const char *path, long *type);
 /// statvfs(3): bytes available to unprivileged users; -1 with errno on failure.

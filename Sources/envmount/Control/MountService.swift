@@ -112,11 +112,12 @@ final class MountService: Sendable {
 
     func status() -> StatusInfo {
         let s = fetcher.stats
+        let cacheUsage = cache.isScanned ? cache.usage : nil
         return StatusInfo(
             mountpoint: mountpoint, env: env, revision: ref.revision, manifest: ref.manifest.hex,
             store: store.description, pid: ProcessControl.pid, offline: offline,
             entries: manifest.entries.count, totalBytes: manifest.totalFileBytes, chunks: manifest.chunks.count,
-            cacheDir: cache.directory, cacheBytes: nil, cacheEntries: nil, cacheLimit: nil,
+            cacheDir: cache.directory, cacheBytes: cacheUsage?.bytes, cacheEntries: cacheUsage?.entries, cacheLimit: cache.limit,
             requests: s.requests.load(ordering: .relaxed), chunksFetched: s.chunksFetched.load(ordering: .relaxed),
             bytesFetched: s.bytesFetched.load(ordering: .relaxed), rawBytesFetched: s.rawBytesFetched.load(ordering: .relaxed),
             cacheHits: s.hits.load(ordering: .relaxed), joinedFetches: s.joined.load(ordering: .relaxed),
