@@ -8,7 +8,7 @@
 #                                      AWS_SECRET_ACCESS_KEY=<secret>
 #                                      AWS_ENDPOINT_URL=http://127.0.0.1:PORT
 #                                    and writes the same as `export` lines to STATE_DIR/moto.env
-#   moto.sh stop [STATE_DIR]         stop the server started with that state dir (by its PID)
+#   moto.sh stop STATE_DIR|PORT      stop the server started with that state dir (by its PID)
 #
 # moto does not check signatures by default. With INITIAL_NO_AUTH_ACTION_COUNT=3 the first three
 # API actions are unauthenticated; we spend exactly those on create_user, create_access_key and
@@ -70,8 +70,8 @@ PYEOF
     sed 's/^export //' "$state/moto.env"
     ;;
 stop)
-    state=${2:-}
-    if [ -z "$state" ]; then echo "usage: moto.sh stop STATE_DIR" >&2; exit 2; fi
+    state=${2:?usage: moto.sh stop STATE_DIR|PORT}
+    case "$state" in *[!0-9]*) ;; *) state=/tmp/envmount-moto-$state ;; esac
     if [ -f "$state/moto.pid" ]; then
         pid=$(cat "$state/moto.pid")
         kill "$pid" 2>/dev/null || true
