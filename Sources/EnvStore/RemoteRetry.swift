@@ -55,6 +55,7 @@ struct RetryRunner: Sendable {
         var alive = Array(bases.indices)
         var skipped: [StoreError] = []
         var lastTransient: String?
+        var transientMirrors = Set<Int>()
         var attempts = 0
         rounds: while !alive.isEmpty {
             var again: [Int] = []
@@ -70,7 +71,9 @@ struct RetryRunner: Sendable {
                         throw e
                     case .skipMirror(let e):
                         skipped.append(e)
+                        transientMirrors.remove(i)
                     case .transient(let why):
+                        transientMirrors.insert(i)
                         lastTransient = bases.count > 1 ? "\(bases[i]): \(why)" : why
                         if a + 1 < policy.attemptsPerMirror {
                             pause()
@@ -85,7 +88,7 @@ struct RetryRunner: Sendable {
             }
             alive = again
         }
-        if let lastTransient {
+        if let lastTransient, !transientMirrors.isEmpty {
             let t = (elapsed() * 10).rounded() / 10
             throw StoreError.unavailable(key: key, store: store,
                 detail: "gave up after \(attempts) attempt\(attempts == 1 ? "" : "s") in \(t) s (deadline \(policy.deadline) s); last error: \(lastTransient)")

@@ -1,5 +1,6 @@
 import CurlKit
 import Glibc
+import Synchronization
 import SysKit
 
 /// A store in an S3 bucket (AWS, Cloudflare R2, MinIO, moto): `s3://bucket/prefix`.
@@ -25,6 +26,11 @@ public final class S3Store: ObjectStore {
     let scheme: String
     let host: String
     let basePath: String
+    /// How query values are encoded: RFC 3986 with `/` as %2F (AWS, R2, MinIO), or with `/` left
+    /// raw, which is what moto's signature check expects (it compares against the decoded query).
+    /// Chosen per store on the first listing: a SignatureDoesNotMatch with %2F is retried once
+    /// with raw slashes, and whichever the server accepts sticks.
+    private let rawSlashQueries = Atomic<Bool>(false)
 
     public convenience init(url: String, options: StoreOptions) throws {
         try self.init(url: url, options: options, environment: AWSConfig.processEnvironment())
@@ -81,11 +87,11 @@ public final class S3Store: ObjectStore {
     /// One signed request; `objectKey` is the full key in the bucket (prefix included) or nil for
     /// the bucket itself.
     private func send(_ method: HTTPMethod, objectKey: String?, query: [(String, String)] = [],
-                      body: [UInt8]? = nil, timeLeft: Double) throws(CurlError) -> CurlResponse {
+                      body: [UInt8]? = nil, rawSlash: Bool, timeLeft: Double) throws(CurlError) -> CurlResponse {
         var path = basePath
         if let k = objectKey { path += "/" + Remote.percentEncode(k, keepSlash: true) }
         if path.isEmpty { path = "/" }
-        let q = SigV4Signer.canonicalQuery(query)
+        let q = SigV4Signer.canonicalQuery(query, keepSlash: rawSlash)
         let url = scheme + "://" + host + path + (q.isEmpty ? "" : "?" + q)
         var headers: [(String, String)] = []
         if method == .put { headers.append(("Content-Type", "application/octet-stream")) }
@@ -140,9 +146,17 @@ public final class S3Store: ObjectStore {
 
     private func call(_ method: HTTPMethod, key: String, objectKey: String?, query: [(String, String)] = [],
                       body: [UInt8]? = nil) throws(StoreError) -> CurlResponse {
-        try retry.run(key: key, bases: [config.endpoint]) { _, left in
+        let slashInQuery = query.contains { $0.1.contains("/") }
+        return try retry.run(key: key, bases: [config.endpoint]) { _, left in
             do throws(CurlError) {
-                return self.judge(try self.send(method, objectKey: objectKey, query: query, body: body, timeLeft: left), key: key)
+                let raw = rawSlashQueries.load(ordering: .relaxed)
+                let r = try self.send(method, objectKey: objectKey, query: query, body: body, rawSlash: raw, timeLeft: left)
+                if slashInQuery, !raw, r.status == 403, Self.xmlValue("Code", in: r.body) == "SignatureDoesNotMatch" {
+                    let alt = try self.send(method, objectKey: objectKey, query: query, body: body, rawSlash: true, timeLeft: left)
+                    if alt.status != 403 { rawSlashQueries.store(true, ordering: .relaxed) }
+                    if (200...299).contains(alt.status) { return self.judge(alt, key: key) }
+                }
+                return self.judge(r, key: key)
             } catch {
                 return Remote.attempt(error, key: key, store: self.description)
             }

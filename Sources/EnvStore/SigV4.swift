@@ -35,8 +35,9 @@ public struct SigV4Signer: Sendable {
     public static let emptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
     /// The canonical query string (sorted, encoded); also the query to send.
-    public static func canonicalQuery(_ params: [(String, String)]) -> String {
-        params.map { (Remote.percentEncode($0.0, keepSlash: false), Remote.percentEncode($0.1, keepSlash: false)) }
+    /// `keepSlash` leaves `/` raw in values, for servers that check against the decoded query.
+    public static func canonicalQuery(_ params: [(String, String)], keepSlash: Bool = false) -> String {
+        params.map { (Remote.percentEncode($0.0, keepSlash: false), Remote.percentEncode($0.1, keepSlash: keepSlash)) }
             .sorted { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
             .map { "\($0.0)=\($0.1)" }
             .joined(separator: "&")
