@@ -135,8 +135,11 @@ final class FaultProxy {
     let port: Int
     let pid: Int32
 
+    let dir: String
+
     init(upstream: String) throws {
-        let out = Servers.makeTempDir("faultproxy") + "/out"
+        dir = Servers.makeTempDir("faultproxy")
+        let out = dir + "/out"
         let cmd = ["python3", Servers.repoRoot + "/Tools/faultproxy.py", "--upstream", upstream, "--port", "0"]
             .map(Servers.shellQuote).joined(separator: " ")
         _ = system(cmd + " </dev/null >" + Servers.shellQuote(out) + " 2>&1 &")
@@ -171,5 +174,6 @@ final class FaultProxy {
 
     func stop() {
         Servers.kill(pid)
+        try? FileManager.default.removeItem(atPath: dir)
     }
 }
