@@ -18,9 +18,8 @@ public enum StoreFactory {
     /// Opens the store a user named: `file:///dir`, a plain path, `s3://bucket/prefix`,
     /// `http://…` or `https://…`.
     public static func open(_ spec: String, options: StoreOptions = StoreOptions()) throws -> ObjectStore {
-        if spec.hasPrefix("s3://") || spec.hasPrefix("http://") || spec.hasPrefix("https://") {
-            throw StoreError.failed(key: "", store: spec, detail: "remote stores are not built yet")
-        }
+        if spec.hasPrefix("s3://") { return try S3Store(url: spec, options: options) }
+        if spec.hasPrefix("http://") || spec.hasPrefix("https://") { return HTTPStore(urls: [spec], options: options) }
         var path = spec
         if spec.hasPrefix("file://") {
             path = String(spec.dropFirst("file://".count))
