@@ -5,13 +5,15 @@ import SysKit
 
 /// A store in an S3 bucket (AWS, Cloudflare R2, MinIO, moto): `s3://bucket/prefix`.
 ///
-/// Requests are signed with SigV4 by `SigV4Signer` (or, with `.curl`, by libcurl's
-/// CURLOPT_AWS_SIGV4, which is enough for object GET/PUT/HEAD but not for listings with `/` in
-/// the prefix on libcurl 7.88). Custom endpoints use path-style URLs (`http://host:port/bucket/key`);
+/// Requests are signed with SigV4. By default (`.auto`) object GET/PUT/HEAD — every request on
+/// the read path — are signed by libcurl's CURLOPT_AWS_SIGV4; listings are signed by
+/// `SigV4Signer`, because libcurl 7.88 signs a query string as written instead of in canonical
+/// form, which breaks ListObjectsV2 with a `/` in the prefix (it is refused both encoded and raw
+/// by AWS-style canonicalization). `.swift` and `.curl` force one signer for every request. Custom endpoints use path-style URLs (`http://host:port/bucket/key`);
 /// AWS's own endpoint uses virtual-host style when the bucket name allows it. Retries, backoff and
 /// the deadline are the same `RetryPolicy` as HTTPStore's.
 public final class S3Store: ObjectStore {
-    public enum Signing: Sendable { case swift, curl }
+    public enum Signing: Sendable { case auto, swift, curl }
 
     public let description: String
     public var isWritable: Bool { true }
@@ -37,7 +39,7 @@ public final class S3Store: ObjectStore {
     }
 
     public init(url: String, options: StoreOptions, environment: [String: String], client: CurlClient = .shared,
-                policy: RetryPolicy? = nil, signing: Signing = .swift) throws {
+                policy: RetryPolicy? = nil, signing: Signing = .auto) throws {
         guard url.hasPrefix("s3://") else {
             throw StoreError.failed(key: "", store: url, detail: "not an s3:// URL")
         }
@@ -98,8 +100,9 @@ public final class S3Store: ObjectStore {
         let payloadHash = body.map { Hex.encode(SHA256.hash($0)) } ?? SigV4Signer.emptyPayloadHash
         var request = CurlRequest(method: method, url: url, body: body, timeout: timeLeft)
         if let c = config.credentials {
-            switch signing {
-            case .swift:
+            let signer: Signing = signing != .auto ? signing : (query.isEmpty ? .curl : .swift)
+            switch signer {
+            case .swift, .auto:
                 let signer = SigV4Signer(accessKey: c.accessKeyID, secretKey: c.secretAccessKey,
                                          sessionToken: c.sessionToken, region: config.region)
                 headers = signer.sign(method: method.rawValue, host: host, path: path, query: q, headers: headers,
