@@ -41,10 +41,12 @@ let package = Package(
         ]),
 
         .testTarget(name: "EnvFormatTests", dependencies: ["EnvFormat", "SysKit"]),
-        .testTarget(name: "EnvStoreTests", dependencies: ["EnvStore", "EnvFormat", "SysKit"]),
+        // Starts nginx, moto and the fault proxy from Tools/ for the tests that need real servers.
+        .target(name: "TestServers", path: "Tests/TestServers"),
+        .testTarget(name: "EnvStoreTests", dependencies: ["EnvStore", "EnvFormat", "SysKit", "TestServers"]),
         .testTarget(name: "EnvCacheTests", dependencies: ["EnvCache", "EnvFormat", "SysKit"]),
         .testTarget(name: "EnvFSTests", dependencies: ["EnvFS", "EnvPublish", "EnvStore", "EnvCache", "EnvFormat", "SysKit"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["EnvFormat", "EnvStore", "SysKit"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["EnvFormat", "EnvStore", "SysKit", "TestServers"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -2,6 +2,7 @@ import CurlKit
 import EnvStore
 import Foundation
 import SysKit
+import TestServers
 import XCTest
 
 /// S3Store against moto with signature checking on (Tools/servers/moto.sh).

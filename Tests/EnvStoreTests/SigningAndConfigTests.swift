@@ -1,5 +1,6 @@
 @testable import EnvStore
 import Foundation
+import TestServers
 import XCTest
 
 final class SigningAndConfigTests: XCTestCase {

@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import EnvStore
 import SysKit
+import TestServers
 import XCTest
 
 /// One contract every writable store meets: the same body runs against MemoryStore,

@@ -46,8 +46,9 @@ final class Harness {
     }
 
     @discardableResult
-    func run(_ tool: String, _ args: [String], input: String? = nil) throws -> CommandResult {
+    func run(_ tool: String, _ args: [String], env: [String: String] = [:]) throws -> CommandResult {
         let p = Process()
+        if !env.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 } }
         p.executableURL = URL(fileURLWithPath: tool.hasPrefix("/") ? tool : "\(bin)/\(tool)")
         p.arguments = args
         let out = Pipe(), err = Pipe()
@@ -73,10 +74,10 @@ final class Harness {
 
     /// Mounts and remembers the mount and daemon for tearDown. Fails the test on error.
     @discardableResult
-    func mount(_ store: String, _ mp: String, cache: String, _ extra: [String] = [],
+    func mount(_ store: String, _ mp: String, cache: String, _ extra: [String] = [], env: [String: String] = [:],
                file: StaticString = #filePath, line: UInt = #line) throws -> Int32 {
         try FS.makeDirectories(mp)
-        let r = try run("envmount", ["mount", store, mp, "--cache-dir", cache] + extra)
+        let r = try run("envmount", ["mount", store, mp, "--cache-dir", cache] + extra, env: env)
         XCTAssertEqual(r.status, 0, "mount failed: \(r.stderr)", file: file, line: line)
         guard r.status == 0 else { throw XCTSkip("mount failed") }
         mounts.append(mp)

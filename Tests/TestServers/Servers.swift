@@ -4,17 +4,17 @@ import XCTest
 /// Starts the project's test servers (Tools/servers/*.sh, Tools/faultproxy.py) on free loopback
 /// ports and stops them by PID. A server that cannot start fails the test when CI is set and
 /// skips it otherwise.
-enum Servers {
-    static let repoRoot: String = {
+public enum Servers {
+    public static let repoRoot: String = {
         var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
+        for _ in 0..<3 { url.deleteLastPathComponent() }  // Tests/TestServers/Servers.swift -> repo root
         return url.path
     }()
 
-    static var isCI: Bool { !(ProcessInfo.processInfo.environment["CI"] ?? "").isEmpty }
+    public static var isCI: Bool { !(ProcessInfo.processInfo.environment["CI"] ?? "").isEmpty }
 
     /// Fails (CI) or skips (elsewhere) with `message`.
-    static func unavailable(_ message: String, file: StaticString = #filePath, line: UInt = #line) -> Error {
+    public static func unavailable(_ message: String, file: StaticString = #filePath, line: UInt = #line) -> Error {
         if isCI {
             XCTFail("test server unavailable (CI is set, so this is a failure): \(message)", file: file, line: line)
             return XCTSkip("failed: \(message)")
@@ -22,7 +22,7 @@ enum Servers {
         return XCTSkip("test server unavailable: \(message) (set CI=1 to make this a failure)")
     }
 
-    static func freePort() throws -> Int {
+    public static func freePort() throws -> Int {
         let (rc, out) = run("/usr/bin/env", ["python3", "-c",
             "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"])
         guard rc == 0, let p = Int(out.trimmingCharacters(in: .whitespacesAndNewlines)) else {
@@ -35,7 +35,7 @@ enum Servers {
     /// Foundation's Process.waitUntilExit hung here once a script had left a daemon behind).
     /// Returns the exit status and the command's stdout+stderr.
     @discardableResult
-    static func run(_ exe: String, _ args: [String]) -> (Int32, String) {
+    public static func run(_ exe: String, _ args: [String]) -> (Int32, String) {
         let out = NSTemporaryDirectory() + "envstore-run-\(UUID().uuidString.prefix(8)).out"
         defer { try? FileManager.default.removeItem(atPath: out) }
         let cmd = ([exe] + args).map(shellQuote).joined(separator: " ") + " </dev/null >" + shellQuote(out) + " 2>&1"
@@ -44,9 +44,9 @@ enum Servers {
         return (rc == -1 ? -1 : (rc >> 8) & 0xff, text)
     }
 
-    static func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+    public static func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 
-    static func keyValues(_ text: String) -> [String: String] {
+    public static func keyValues(_ text: String) -> [String: String] {
         var out: [String: String] = [:]
         for line in text.split(separator: "\n") {
             guard let eq = line.firstIndex(of: "=") else { continue }
@@ -55,11 +55,11 @@ enum Servers {
         return out
     }
 
-    static func kill(_ pid: Int32) {
+    public static func kill(_ pid: Int32) {
         _ = Glibc.kill(pid, SIGTERM)
     }
 
-    static func makeTempDir(_ tag: String) -> String {
+    public static func makeTempDir(_ tag: String) -> String {
         let dir = NSTemporaryDirectory() + "envstore-\(tag)-\(UUID().uuidString.prefix(8))"
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
                                                  attributes: [.posixPermissions: 0o755])
@@ -68,13 +68,13 @@ enum Servers {
 }
 
 /// nginx serving a directory.
-final class NginxServer {
-    let port: Int
-    let pid: Int32
-    let accessLog: String
-    let state: String
+public final class NginxServer {
+    public let port: Int
+    public let pid: Int32
+    public let accessLog: String
+    public let state: String
 
-    init(serving dir: String) throws {
+    public init(serving dir: String) throws {
         port = try Servers.freePort()
         state = Servers.makeTempDir("nginx")
         let (rc, out) = Servers.run("/bin/bash", [Servers.repoRoot + "/Tools/servers/nginx.sh", "start", dir, "\(port)", state])
@@ -86,14 +86,14 @@ final class NginxServer {
         accessLog = log
     }
 
-    var url: String { "http://127.0.0.1:\(port)" }
+    public var url: String { "http://127.0.0.1:\(port)" }
 
     /// Requests nginx has logged so far.
-    var requestCount: Int {
+    public var requestCount: Int {
         ((try? String(contentsOfFile: accessLog, encoding: .utf8)) ?? "").split(separator: "\n").count
     }
 
-    func stop() {
+    public func stop() {
         Servers.kill(pid)
         Servers.run("/bin/bash", [Servers.repoRoot + "/Tools/servers/nginx.sh", "stop", state])
         try? FileManager.default.removeItem(atPath: state)
@@ -101,13 +101,13 @@ final class NginxServer {
 }
 
 /// moto_server with signature checking; `env` holds the test user's credentials and endpoint.
-final class MotoServer {
-    let port: Int
-    let pid: Int32
-    let env: [String: String]
-    let state: String
+public final class MotoServer {
+    public let port: Int
+    public let pid: Int32
+    public let env: [String: String]
+    public let state: String
 
-    init() throws {
+    public init() throws {
         port = try Servers.freePort()
         state = Servers.makeTempDir("moto")
         let (rc, out) = Servers.run("/bin/bash", [Servers.repoRoot + "/Tools/servers/moto.sh", "start", "\(port)", state])
@@ -121,9 +121,9 @@ final class MotoServer {
                "AWS_ENDPOINT_URL": kv["AWS_ENDPOINT_URL"]!, "HOME": "/nonexistent"]
     }
 
-    var endpoint: String { "http://127.0.0.1:\(port)" }
+    public var endpoint: String { "http://127.0.0.1:\(port)" }
 
-    func stop() {
+    public func stop() {
         Servers.kill(pid)
         Servers.run("/bin/bash", [Servers.repoRoot + "/Tools/servers/moto.sh", "stop", state])
         try? FileManager.default.removeItem(atPath: state)
@@ -131,13 +131,13 @@ final class MotoServer {
 }
 
 /// Tools/faultproxy.py in front of an upstream.
-final class FaultProxy {
-    let port: Int
-    let pid: Int32
+public final class FaultProxy {
+    public let port: Int
+    public let pid: Int32
 
-    let dir: String
+    public let dir: String
 
-    init(upstream: String) throws {
+    public init(upstream: String) throws {
         dir = Servers.makeTempDir("faultproxy")
         let out = dir + "/out"
         let cmd = ["python3", Servers.repoRoot + "/Tools/faultproxy.py", "--upstream", upstream, "--port", "0"]
@@ -156,23 +156,23 @@ final class FaultProxy {
         self.pid = pid
     }
 
-    var url: String { "http://127.0.0.1:\(port)" }
+    public var url: String { "http://127.0.0.1:\(port)" }
 
     /// Replaces the fault settings (see Tools/faultproxy.py).
-    func set(_ faults: [String: String]) throws {
+    public func set(_ faults: [String: String]) throws {
         let q = faults.map { "\($0.key)=\($0.value)" }.joined(separator: "&")
         let (rc, out) = Servers.run("/usr/bin/curl", ["-sf", "\(url)/__faultproxy/set?\(q)"])
         XCTAssertEqual(rc, 0, "faultproxy control: \(out)")
     }
 
     /// Proxied requests counted so far.
-    func requests() throws -> Int {
+    public func requests() throws -> Int {
         let (_, out) = Servers.run("/usr/bin/curl", ["-sf", "\(url)/__faultproxy/stats"])
         let obj = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any]
         return obj?["requests"] as? Int ?? -1
     }
 
-    func stop() {
+    public func stop() {
         Servers.kill(pid)
         try? FileManager.default.removeItem(atPath: dir)
     }
