@@ -104,68 +104,34 @@ enum FuseOps {
         }
         ops.readdir = { req, ino, size, off, _ in
             let ctx = SessionContext.from(req)
-            var buf = [CChar](repeating: 0, count: size)
-            var used = 0
-            do {
+            FuseOps.replyDirectory(req, size) { add in
                 try ctx.fs.readdir(ino: ino, offset: Int(off)) { name, childIno, mode, next in
-                    var st = stat()
-                    st.st_ino = UInt(childIno)
-                    st.st_mode = mode
-                    var cname = Array(name)
-                    cname.append(0)
-                    // SAFETY: fuse_add_direntry writes at most `size - used` bytes at buf[used...],
-                    // and only measures (writes nothing) when the entry does not fit.
-                    let need = buf.withUnsafeMutableBufferPointer { b in
-                        cname.withUnsafeBufferPointer { n in
-                            n.baseAddress!.withMemoryRebound(to: CChar.self, capacity: n.count) { np in
-                                fuse_add_direntry(req, b.baseAddress! + used, size - used, np, &st, off_t(next))
-                            }
-                        }
+                    add(name) { buf, room, cname in
+                        var st = stat()
+                        st.st_ino = UInt(childIno)
+                        st.st_mode = mode
+                        return fuse_add_direntry(req, buf, room, cname, &st, off_t(next))
                     }
-                    if need > size - used { return false }
-                    used += need
-                    return true
                 }
-                // SAFETY: the first `used` bytes of the local buffer hold the entries.
-                buf.withUnsafeBufferPointer { b in _ = fuse_reply_buf(req, b.baseAddress, used) }
-            } catch {
-                fuse_reply_err(req, FuseOps.errnoOf(error))
             }
         }
         ops.readdirplus = { req, ino, size, off, _ in
             let ctx = SessionContext.from(req)
-            var buf = [CChar](repeating: 0, count: size)
-            var used = 0
-            do {
+            FuseOps.replyDirectory(req, size) { add in
                 try ctx.fs.readdirplus(ino: ino, offset: Int(off)) { name, childIno, attr, next in
-                    var e: fuse_entry_param
-                    if let attr {
-                        e = FuseOps.entryParam(attr, ctx.config)
-                    } else {
-                        // `.` and `..`: ino 0 tells the kernel not to make a dentry for them.
-                        e = fuse_entry_param()
-                        e.attr.st_ino = UInt(childIno)
-                        e.attr.st_mode = S_IFDIR
-                    }
-                    var cname = Array(name)
-                    cname.append(0)
-                    // SAFETY: fuse_add_direntry_plus writes at most `size - used` bytes at buf[used...],
-                    // and only measures when the entry does not fit.
-                    let need = buf.withUnsafeMutableBufferPointer { b in
-                        cname.withUnsafeBufferPointer { n in
-                            n.baseAddress!.withMemoryRebound(to: CChar.self, capacity: n.count) { np in
-                                fuse_add_direntry_plus(req, b.baseAddress! + used, size - used, np, &e, off_t(next))
-                            }
+                    add(name) { buf, room, cname in
+                        var e: fuse_entry_param
+                        if let attr {
+                            e = FuseOps.entryParam(attr, ctx.config)
+                        } else {
+                            // `.` and `..`: ino 0 tells the kernel not to make a dentry for them.
+                            e = fuse_entry_param()
+                            e.attr.st_ino = UInt(childIno)
+                            e.attr.st_mode = S_IFDIR
                         }
+                        return fuse_add_direntry_plus(req, buf, room, cname, &e, off_t(next))
                     }
-                    if need > size - used { return false }
-                    used += need
-                    return true
                 }
-                // SAFETY: the first `used` bytes of the local buffer hold the entries.
-                buf.withUnsafeBufferPointer { b in _ = fuse_reply_buf(req, b.baseAddress, used) }
-            } catch {
-                fuse_reply_err(req, FuseOps.errnoOf(error))
             }
         }
         ops.statfs = { req, _ in
@@ -190,6 +156,38 @@ enum FuseOps {
     }
 
     static func errnoOf(_ error: Error) -> Int32 { (error as? FuseError)?.errno ?? EIO }
+
+    /// Adds one directory entry: `encode(buffer, room, name)` writes it with fuse_add_direntry[_plus]
+    /// and returns its size (larger than `room` when it does not fit; nothing is written then).
+    typealias AddEntry = (ArraySlice<UInt8>, (UnsafeMutablePointer<CChar>, Int, UnsafePointer<CChar>) -> Int) -> Bool
+
+    /// Fills a reply buffer of `size` bytes with the entries `body` adds, then sends it.
+    static func replyDirectory(_ req: fuse_req_t?, _ size: Int, _ body: (AddEntry) throws -> Void) {
+        var buf = [CChar](repeating: 0, count: size)
+        var used = 0
+        do {
+            try body { name, encode in
+                var cname = Array(name)
+                cname.append(0)
+                // SAFETY: the encoder writes at most `size - used` bytes at buf[used...], and only
+                // measures when the entry does not fit; `cname` is a NUL-terminated local copy.
+                let need = buf.withUnsafeMutableBufferPointer { b in
+                    cname.withUnsafeBufferPointer { n in
+                        n.baseAddress!.withMemoryRebound(to: CChar.self, capacity: n.count) { np in
+                            encode(b.baseAddress! + used, size - used, np)
+                        }
+                    }
+                }
+                if need > size - used { return false }
+                used += need
+                return true
+            }
+            // SAFETY: the first `used` bytes of the local buffer hold the entries.
+            buf.withUnsafeBufferPointer { b in _ = fuse_reply_buf(req, b.baseAddress, used) }
+        } catch {
+            fuse_reply_err(req, errnoOf(error))
+        }
+    }
 
     static func statOf(_ a: FuseAttr) -> stat {
         var st = stat()
