@@ -40,13 +40,13 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "EnvFormatTests", dependencies: ["EnvFormat", "SysKit"]),
-        // Starts nginx, moto and the fault proxy from Tools/ for the tests that need real servers.
-        .target(name: "TestServers", path: "Tests/TestServers"),
-        .testTarget(name: "EnvStoreTests", dependencies: ["EnvStore", "EnvFormat", "SysKit", "TestServers"]),
+        .testTarget(name: "EnvFormatTests", dependencies: ["EnvFormat", "SysKit", "TestSupport"]),
+        // Test helpers: seeded random bytes, and nginx, moto and the fault proxy from Tools/.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "EnvStoreTests", dependencies: ["EnvStore", "EnvFormat", "SysKit", "TestSupport"]),
         .testTarget(name: "EnvCacheTests", dependencies: ["EnvCache", "EnvFormat", "SysKit"]),
-        .testTarget(name: "EnvFSTests", dependencies: ["EnvFS", "EnvPublish", "EnvStore", "EnvCache", "EnvFormat", "SysKit"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["EnvFormat", "EnvStore", "SysKit", "TestServers"]),
+        .testTarget(name: "EnvFSTests", dependencies: ["EnvFS", "EnvPublish", "EnvStore", "EnvCache", "EnvFormat", "SysKit", "TestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["EnvFormat", "EnvStore", "SysKit", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

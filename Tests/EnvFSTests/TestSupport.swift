@@ -1,6 +1,7 @@
 // Shared fixtures for the file-system tests: a source tree on disk with the awkward cases,
 // published with Publisher into a MemoryStore, then served by EnvFilesystem over a ChunkFetcher
 // and a ChunkCache in a temporary directory.
+import TestSupport
 import XCTest
 import Foundation
 import Glibc
@@ -25,27 +26,7 @@ struct TempDir {
     func remove() { try? FS.removeTree(path) }
 }
 
-/// SplitMix64, so every run sees the same "random" bytes.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}
 
-func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-    var rng = SeededRandom(seed: seed)
-    var words = [UInt64](repeating: 0, count: (count + 7) / 8)
-    for i in words.indices { words[i] = rng.next() }
-    var out = words.withUnsafeBytes { Array($0) }
-    out.removeLast(out.count - count)
-    return out
-}
 
 enum Disk {
     static func write(_ path: PathBytes, _ bytes: [UInt8], mode: UInt32 = 0o644) throws {

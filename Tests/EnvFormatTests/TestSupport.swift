@@ -1,32 +1,11 @@
 // Shared helpers for the format tests: seeded random bytes, and access to a manifest object's
 // decompressed body so hostile bodies can be built from a valid one.
+import TestSupport
 import XCTest
 import SysKit
 import EnvFormat
 
-/// SplitMix64: a seeded generator, so every run sees the same "random" input.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}
 
-/// `count` pseudo-random bytes from `seed`, generated a word at a time (debug builds are slow
-/// per byte).
-func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-    var rng = SeededRandom(seed: seed)
-    var words = [UInt64](repeating: 0, count: (count + 7) / 8)
-    for i in words.indices { words[i] = rng.next() }
-    var out = words.withUnsafeBytes { Array($0) }
-    out.removeLast(out.count - count)
-    return out
-}
 
 /// Cuts `0..<count` into ranges of random sizes in 1...maxPiece.
 func randomSplits(_ count: Int, maxPiece: Int, rng: inout SeededRandom) -> [Range<Int>] {

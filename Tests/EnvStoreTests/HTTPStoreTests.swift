@@ -1,7 +1,7 @@
 import CurlKit
 import EnvStore
 import Foundation
-import TestServers
+import TestSupport
 import XCTest
 
 /// HTTPStore against nginx serving a DirectoryStore's tree, directly and through faultproxy.

@@ -2,7 +2,7 @@ import CurlKit
 import EnvStore
 import Foundation
 import SysKit
-import TestServers
+import TestSupport
 import XCTest
 
 /// S3Store against moto with signature checking on (Tools/servers/moto.sh).

@@ -1,6 +1,6 @@
 @testable import EnvStore
 import Foundation
-import TestServers
+import TestSupport
 import XCTest
 
 final class SigningAndConfigTests: XCTestCase {

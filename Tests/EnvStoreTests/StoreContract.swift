@@ -2,7 +2,7 @@ import Dispatch
 import Foundation
 import EnvStore
 import SysKit
-import TestServers
+import TestSupport
 import XCTest
 
 /// One contract every writable store meets: the same body runs against MemoryStore,

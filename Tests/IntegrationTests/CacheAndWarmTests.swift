@@ -2,6 +2,7 @@ import EnvFormat
 import Foundation
 import Glibc
 import SysKit
+import TestSupport
 import XCTest
 
 /// Warm, profiles, offline mounts and crash safety, with a directory store that the tests
@@ -22,7 +23,7 @@ final class CacheAndWarmTests: XCTestCase {
         try TreeFixture.makeVenv(path)
         let lib = try FS.listDirectory(path + "/lib").first { $0.hasPrefix("python3") }!
         let site = "lib/\(lib)/site-packages"
-        var rng = SeededBytes(seed: 3)
+        var rng = SeededRandom(seed: 3)
         var record = ""
         var files: [String] = []
         for f in ["envmount_probe/__init__.py", "envmount_probe/data1.bin", "envmount_probe/data2.bin"] {
@@ -130,7 +131,7 @@ final class CacheAndWarmTests: XCTestCase {
     func testKillNineDuringFetchesLeavesNoCorruptCacheEntry() throws {
         let src = h.dir + "/src/big", store = h.dir + "/store", mnt = h.dir + "/mnt", cache = h.dir + "/cache"
         try FS.makeDirectories(src)
-        var rng = SeededBytes(seed: 11)
+        var rng = SeededRandom(seed: 11)
         for i in 0..<4 { try writeFile((src + "/f\(i).bin").pathBytes, rng.bytes(24 << 20)) }
         XCTAssertEqual(try h.publish(src, store).status, 0)
         for round in 0..<3 {
@@ -169,7 +170,7 @@ final class CacheAndWarmTests: XCTestCase {
     func testA64MiBCacheLimitHoldsWhileReadingFarMore() throws {
         let src = h.dir + "/src/many", store = h.dir + "/store", mnt = h.dir + "/mnt", cache = h.dir + "/cache"
         try FS.makeDirectories(src)
-        var rng = SeededBytes(seed: 5)
+        var rng = SeededRandom(seed: 5)
         for i in 0..<12 { try writeFile((src + "/f\(i).bin").pathBytes, rng.bytes(20 << 20)) }   // 240 MiB
         XCTAssertEqual(try h.publish(src, store).status, 0)
         try h.mount(store, mnt, cache: cache, ["--cache-size", "64M"])

@@ -130,28 +130,6 @@ final class Harness {
     }
 }
 
-/// Deterministic pseudo-random bytes (SplitMix64).
-struct SeededBytes {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e3779b97f4a7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58476d1ce4e5b9
-        z = (z ^ (z >> 27)) &* 0x94d049bb133111eb
-        return z ^ (z >> 31)
-    }
-    mutating func bytes(_ n: Int) -> [UInt8] {
-        var out = [UInt8]()
-        out.reserveCapacity(n + 8)
-        while out.count < n {
-            let v = next()
-            for k in 0..<8 { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(k)))) }
-        }
-        out.removeLast(out.count - n)
-        return out
-    }
-}
 
 func writeFile(_ path: PathBytes, _ bytes: [UInt8], mode: UInt32 = 0o644) throws {
     let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_TRUNC, mode: mode)

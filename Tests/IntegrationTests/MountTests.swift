@@ -2,6 +2,7 @@ import EnvFormat
 import Foundation
 import Glibc
 import SysKit
+import TestSupport
 import XCTest
 
 final class MountTests: XCTestCase {
@@ -59,7 +60,7 @@ final class MountTests: XCTestCase {
     func testEightConcurrentReadersOfOneLargeFileSeeTheSameBytes() throws {
         let src = h.dir + "/src/big", store = h.dir + "/store", mnt = h.dir + "/mnt"
         try FS.makeDirectories(src)
-        var rng = SeededBytes(seed: 7)
+        var rng = SeededRandom(seed: 7)
         let data = rng.bytes(48 << 20)
         try writeFile((src + "/big.bin").pathBytes, data)
         XCTAssertEqual(try h.publish(src, store).status, 0)
@@ -91,7 +92,7 @@ final class MountTests: XCTestCase {
     func testACorruptChunkFailsReadsWithEIOAndNeverServesWrongBytes() throws {
         let src = h.dir + "/src/c", store = h.dir + "/store", mnt = h.dir + "/mnt"
         try FS.makeDirectories(src)
-        var rng = SeededBytes(seed: 9)
+        var rng = SeededRandom(seed: 9)
         let good = rng.bytes(6 << 20), victim = rng.bytes(6 << 20)
         try writeFile((src + "/a-good.bin").pathBytes, good)
         try writeFile((src + "/b-victim.bin").pathBytes, victim)

@@ -3,7 +3,7 @@ import EnvStore
 import Foundation
 import Glibc
 import SysKit
-import TestServers
+import TestSupport
 import XCTest
 
 /// Mounts from real remote stores on 127.0.0.1: S3 (moto, signatures checked) and HTTP (nginx),
@@ -53,7 +53,7 @@ final class RemoteMountTests: XCTestCase {
     func publishFourFiles() throws -> (src: String, store: String) {
         let src = h.dir + "/src/four", store = h.dir + "/store"
         try FS.makeDirectories(src)
-        var rng = SeededBytes(seed: 21)
+        var rng = SeededRandom(seed: 21)
         for i in 0..<4 { try writeFile((src + "/f\(i).bin").pathBytes, rng.bytes(6 << 20)) }
         XCTAssertEqual(try h.publish(src, store).status, 0)
         return (src, store)

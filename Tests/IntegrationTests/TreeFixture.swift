@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import SysKit
+import TestSupport
 import XCTest
 
 /// A generated source tree with every case a venv can hold, and an entry-by-entry comparison
@@ -12,7 +13,7 @@ enum TreeFixture {
 
     /// Builds the tree at `root`. `manyFiles` adds a 10,000-entry directory.
     static func build(_ root: String, manyFiles: Bool, venv: Bool) throws {
-        var rng = SeededBytes(seed: 42)
+        var rng = SeededRandom(seed: 42)
         let r = root.pathBytes
         try FS.makeDirectories(root)
         try writeFile(r.appendingComponent(Array("empty".utf8)), [])

@@ -7,7 +7,7 @@ import XCTest
 public enum Servers {
     public static let repoRoot: String = {
         var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }  // Tests/TestServers/Servers.swift -> repo root
+        for _ in 0..<3 { url.deleteLastPathComponent() }  // Tests/TestSupport/Servers.swift -> repo root
         return url.path
     }()
 
