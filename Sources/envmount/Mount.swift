@@ -80,7 +80,9 @@ struct Mount: ParsableCommand {
         ProcessControl.ignoreSIGPIPE()
         if daemonChild { ProcessControl.newSession() }
         do {
-            let mp = try prepareMountpoint(Mountpoints.absolute(mountpoint))
+            // mountinfo names mount points by their resolved path; a stale mount cannot be resolved.
+            let given = Mountpoints.absolute(mountpoint)
+            let mp = try prepareMountpoint((try? FS.realpath(given)) ?? given)
             let cacheDirectory = Mountpoints.absolute(cacheDir ?? ChunkCache.defaultDirectory())
             let limit = try cacheSize.map { s -> UInt64 in
                 let v = try ByteSize.parse(s)
