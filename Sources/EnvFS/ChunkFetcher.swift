@@ -33,6 +33,13 @@ public final class ChunkFetcher: Sendable {
     /// The most recent fetch failure, for status.
     public var lastError: String? { lastErrorMessage.withLock { $0 } }
 
+    /// Called when a reader needs a chunk that is not cached, before it is fetched.
+    private let demandMissHandler = Mutex<(@Sendable (UInt32) -> Void)?>(nil)
+
+    public func onDemandMiss(_ handler: @escaping @Sendable (UInt32) -> Void) {
+        demandMissHandler.withLock { $0 = handler }
+    }
+
     public init(store: any ObjectStore, cache: ChunkCache, manifest: Manifest,
                 describe: @escaping @Sendable (UInt32) -> String = { "chunk \($0)" }) {
         self.store = store
@@ -61,9 +68,15 @@ public final class ChunkFetcher: Sendable {
                 return .file(fd)
             }
             if let bytes = memoryChunks.withLock({ $0[index] }) { return .memory(bytes) }
+            demandMissHandler.withLock { $0 }?(index)
             try fetch(index)
         }
         throw FSError.io("chunk \(rec.id) (\(describe(index))) vanished from the cache after being fetched")
+    }
+
+    /// Whether chunk `index` is in the cache (one stat).
+    public func isCached(_ index: UInt32) -> Bool {
+        cache.contains(chunks[Int(index)].id, rawSize: chunks[Int(index)].rawSize)
     }
 
     /// Reads `count` bytes at `offset` of chunk `index` into `buffer[at...]`.

@@ -82,6 +82,16 @@ public final class FetchPool: Sendable {
         }
     }
 
+    /// Stream read-ahead: a reader missed chunk `k`, so queue the next `window` chunks of the
+    /// path-ordered stream. They hold the following files of the same package, which an import
+    /// reads next; a lazy mount that waits for each miss in turn is bound by latency, not bandwidth.
+    public func streamReadAhead(after k: UInt32, window: Int) {
+        guard window > 0 else { return }
+        let end = min(Int(k) + window, chunkSizes.count - 1)
+        guard end > Int(k) else { return }
+        readAhead((Int(k) + 1...end).map { UInt32($0) }.filter { !fetcher.isCached($0) })
+    }
+
     /// Queues read-ahead of chunks not already queued; returns at once.
     public func readAhead(_ chunks: [UInt32]) {
         let added = queues.withLock { q -> Int in
