@@ -78,7 +78,7 @@ run() { log "+ $*"; "$@" >> "$LOG" 2>&1; }
 # nginx access log: requests and body bytes since mark
 NGX_MARK=0
 ngx_mark() { NGX_MARK=$(wc -l < "$NGINX_STATE/access.log"); }
-ngx_since() { tail -n +"$((NGX_MARK + 1))" "$NGINX_STATE/access.log" | awk '{n++; b+=$10} END{printf "%d %d", n, b}'; }
+ngx_since() { tail -n +"$((NGX_MARK + 1))" "$NGINX_STATE/access.log" | awk '{n++; b+=$10} END{printf "%d %.0f", n, b}'; }
 
 # ---------------------------------------------------------------- what we started
 MOUNTS=(); DAEMONS=(); PROXY_PID=; NGINX_STARTED=0; WAN_UP=0
@@ -121,6 +121,7 @@ cleanup() {
   [ -n "$PROXY_PID" ] && alive "$PROXY_PID" && kill -TERM "$PROXY_PID" 2>/dev/null
   [ "$NGINX_STARTED" = 1 ] && "$REPO/Tools/servers/nginx.sh" stop "$NGINX_STATE" >> "$LOG" 2>&1
   [ "${KEEP:-0}" = 1 ] || rm -rf "$W"/x-* "$W"/c-*
+  for m in "$W"/m-*; do is_fuse "$m" || rmdir "$m" 2>/dev/null; done
   [ "$rc" != 0 ] && echo "bench-wan.sh: aborted (rc $rc); log $LOG" >&2
   exit "$rc"
 }
