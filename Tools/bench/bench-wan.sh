@@ -1,0 +1,311 @@
+#!/usr/bin/env bash
+# envmount over an emulated WAN vs downloading the whole venv, side by side in one run.
+#
+#   sudo Tools/bench/bench-wan.sh                   # small venv, then large (torch)
+#   env: VENVS="small large", REPS_SMALL=3, REPS_LARGE=1, SETTINGS=1 (try a few envmount
+#        settings on the cold mount), SKIP_BUILD=1, BENCH_DIR (default /var/tmp/envmount-bench),
+#        DELAY_MS=20 (one way), RATE=1gbit, NGINX_PORT=18180, PROXY_PORT=18181, KEEP=1
+#
+# One link for everything: nginx on 127.0.0.1:NGINX_PORT serves, per venv, a directory store
+# (envpublish) and the venv's .tar.zst (tar | zstd -T0 -3); delayproxy.py on PROXY_PORT adds
+# DELAY_MS each way; wan.sh shapes PROXY_PORT to RATE. All clients use the proxy's port.
+#
+# Per venv (workload W: small = import numpy, pandas, scipy.linalg, sklearn.linear_model;
+# large = import torch), page cache dropped before every timed run:
+#  1. envmount cold: empty cache, time(mount http://proxy/… + W with MNT/bin/python);
+#     bytesFetched/requests from `envmount status --json`, also counted in nginx's access log
+#  2. full download: time(curl | zstd -d | tar -x + W from the extracted venv)
+#  3. profile: recorded on a mount of the directory store itself (no WAN; profiles live next
+#     to the manifest, so the http store serves it), then cold mount --prefetch bench + W
+#  4. physical limit: compressed bytes W needs / link rate + W's time from the source venv with
+#     a warm page cache; bytes = the --prefetch mount's bytesFetched once its job finished
+#     (the profile's chunks; nothing else is read)
+#  5. warm cache: `envmount warm MNT --all`, unmount, drop caches, fresh mount + W vs W from
+#     the source venv with the page cache dropped
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=${REPO:-$(cd "$HERE/../.." && pwd)}
+BENCH_DIR=${BENCH_DIR:-/var/tmp/envmount-bench}
+VENVS=${VENVS:-small large}
+REPS_SMALL=${REPS_SMALL:-3}
+REPS_LARGE=${REPS_LARGE:-1}
+SETTINGS=${SETTINGS:-1}
+DELAY_MS=${DELAY_MS:-20}
+RATE=${RATE:-1gbit}
+NGINX_PORT=${NGINX_PORT:-18180}
+PROXY_PORT=${PROXY_PORT:-18181}
+ENV_NAME=bench
+W="$BENCH_DIR/wan"
+LOG="$W/bench.log"
+RESULTS="$BENCH_DIR/results-wan.md"
+NGINX_STATE="$W/nginx"
+RATE_BPS=$(python3 - "$RATE" <<'PY'
+import re, sys
+m = re.fullmatch(r"([0-9.]+)([kmg]?)(bit|bps)?", sys.argv[1].lower())
+n = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[m.group(2)]
+print(int(n / 8 if (m.group(3) or "bit") == "bit" else n))
+PY
+)
+
+[ "$(id -u)" = 0 ] || { echo "bench-wan.sh: must run as root (drop_caches, FUSE, tc)" >&2; exit 1; }
+for c in zstd curl jq fusermount3 python3; do
+  command -v "$c" >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -q zstd curl jq fuse3 >/dev/null; break; }
+done
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  echo "== swift build -c release ($REPO)"
+  (cd "$REPO" && swift build -c release 2>&1 | tail -n 2)
+fi
+EM="$REPO/.build/release/envmount"; EP="$REPO/.build/release/envpublish"
+[ -x "$EM" ] && [ -x "$EP" ] || { echo "missing $EM or $EP" >&2; exit 1; }
+
+# ---------------------------------------------------------------- helpers
+now() { date +%s.%N; }
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.3f", b-a}'; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+med() { printf '%s\n' "$@" | median; }
+summ() { # "median (r1/r2/…)"
+  if [ $# = 1 ]; then printf '%.2f' "$1"; return; fi
+  printf '%.2f (%s)' "$(med "$@")" "$(printf '%s\n' "$@" | xargs -n1 printf '%.2f\n' | paste -sd/)"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b+0 == 0) print "n/a"; else printf "%.2f", a/b }'; }
+mb() { awk -v b="$1" 'BEGIN{printf "%.1f", b/1e6}'; }
+verdict() { awk -v r="$1" -v t="$2" 'BEGIN{ print (r+0 <= t+0) ? "met" : "MISSED" }'; }
+log() { echo "$*" >> "$LOG"; }
+run() { log "+ $*"; "$@" >> "$LOG" 2>&1; }
+
+# nginx access log: requests and body bytes since mark
+NGX_MARK=0
+ngx_mark() { NGX_MARK=$(wc -l < "$NGINX_STATE/access.log"); }
+ngx_since() { tail -n +"$((NGX_MARK + 1))" "$NGINX_STATE/access.log" | awk '{n++; b+=$10} END{printf "%d %.0f", n, b}'; }
+
+# ---------------------------------------------------------------- what we started
+MOUNTS=(); DAEMONS=(); PROXY_PID=; NGINX_STARTED=0; WAN_UP=0
+alive() { [ -e "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+is_fuse() { [ "$(stat -f -c %t "$1" 2>/dev/null)" = 65735546 ]; }
+is_ours() { tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null | grep -q envmount; }
+MPID=
+# do_mount STORE MNT CACHE [mount options…]: sets MPID
+do_mount() {
+  local store=$1 mnt=$2 cache=$3 out pid; shift 3
+  mkdir -p "$mnt" "$cache"
+  log "+ envmount mount $store $mnt --env $ENV_NAME --cache-dir $cache $*"
+  out=$("$EM" mount "$store" "$mnt" --env "$ENV_NAME" --cache-dir "$cache" "$@" 2>&1) \
+    || { log "$out"; echo "envmount mount failed: $out" >&2; return 1; }
+  log "$out"
+  MOUNTS+=("$mnt")
+  pid=$(grep -oE 'pid [0-9]+' <<<"$out" | tail -n1 | grep -oE '[0-9]+' || true)
+  [ -n "$pid" ] || { echo "no daemon pid in: $out" >&2; return 1; }
+  DAEMONS+=("$pid"); MPID=$pid
+}
+do_unmount() { # MNT PID
+  local mnt=$1 pid=${2:-} i
+  if is_fuse "$mnt"; then
+    "$EM" unmount "$mnt" >> "$LOG" 2>&1 || fusermount3 -u "$mnt" >> "$LOG" 2>&1 \
+      || umount -l "$mnt" >> "$LOG" 2>&1 || echo "could not unmount $mnt" >&2
+  fi
+  if [ -n "$pid" ]; then
+    for i in $(seq 100); do alive "$pid" || break; sleep 0.1; done
+    if alive "$pid" && is_ours "$pid"; then
+      echo "daemon $pid still alive after unmount; SIGTERM" >&2; kill -TERM "$pid" 2>/dev/null || true
+    fi
+  fi
+}
+cleanup() {
+  local rc=$? m p
+  set +e
+  for m in "${MOUNTS[@]}"; do is_fuse "$m" && do_unmount "$m" ""; done
+  for p in "${DAEMONS[@]}"; do alive "$p" && is_ours "$p" && kill -TERM "$p" 2>/dev/null; done
+  [ "$WAN_UP" = 1 ] && "$HERE/wan.sh" down >> "$LOG" 2>&1
+  [ -n "$PROXY_PID" ] && alive "$PROXY_PID" && kill -TERM "$PROXY_PID" 2>/dev/null
+  [ "$NGINX_STARTED" = 1 ] && "$REPO/Tools/servers/nginx.sh" stop "$NGINX_STATE" >> "$LOG" 2>&1
+  [ "${KEEP:-0}" = 1 ] || rm -rf "$W"/x-* "$W"/c-*
+  for m in "$W"/m-*; do is_fuse "$m" || rmdir "$m" 2>/dev/null; done
+  [ "$rc" != 0 ] && echo "bench-wan.sh: aborted (rc $rc); log $LOG" >&2
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# leftovers of an aborted earlier run (our own mount points only)
+for m in "$W"/m-*; do [ -d "$m" ] && is_fuse "$m" && { fusermount3 -u "$m" 2>/dev/null || umount -l "$m"; }; done 2>/dev/null || true
+mkdir -p "$W/www"; rm -rf "$W"/m-* "$W"/c-* "$W"/x-*; : > "$LOG"
+
+# ---------------------------------------------------------------- inputs (outside the link)
+src_of() { case $1 in small) echo "$BENCH_DIR/venv-small" ;; large) echo "$BENCH_DIR/venv-torch" ;; esac; }
+work_of() { case $1 in
+  small) echo "import numpy, pandas, scipy.linalg, sklearn.linear_model" ;;
+  large) echo "import torch" ;; esac; }
+reps_of() { case $1 in small) echo "$REPS_SMALL" ;; large) echo "$REPS_LARGE" ;; esac; }
+prepare() { # venv: publish + tar.zst, once per source version
+  local v=$1 src; src=$(src_of "$v")
+  [ -x "$src/bin/python" ] || { echo "missing $src (run make-venvs.sh${v/small/}${v/large/ --large})" >&2; exit 1; }
+  local d="$W/www/$v" stamp="$W/www/$v/.complete"
+  if [ -f "$stamp" ] && [ "$stamp" -nt "$src/pyvenv.cfg" ] && [ "$stamp" -nt "$EP" ]; then return; fi
+  echo "== preparing $v: envpublish + tar.zst of $src"
+  rm -rf "$d"; mkdir -p "$d"
+  local t0; t0=$(now)
+  run "$EP" "$src" "$d/store" --env "$ENV_NAME" -q
+  echo "   envpublish: $(since "$t0") s, $(du -sb "$d/store" | cut -f1) bytes"
+  t0=$(now)
+  tar -C "$src" -cf - . | zstd -T0 -3 -q -o "$d/venv.tar.zst"
+  echo "   tar | zstd -T0 -3: $(since "$t0") s, $(stat -c %s "$d/venv.tar.zst") bytes"
+  touch "$stamp"
+}
+for v in $VENVS; do prepare "$v"; done
+
+# ---------------------------------------------------------------- the link
+"$REPO/Tools/servers/nginx.sh" start "$W/www" "$NGINX_PORT" "$NGINX_STATE" >> "$LOG" 2>&1
+NGINX_STARTED=1
+python3 "$HERE/delayproxy.py" "$PROXY_PORT" "$NGINX_PORT" --delay-ms "$DELAY_MS" >> "$LOG" 2>&1 &
+PROXY_PID=$!
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT") 2>/dev/null && break; sleep 0.1; done
+"$HERE/wan.sh" up "$PROXY_PORT" "$RATE" >> "$LOG" 2>&1; WAN_UP=1
+BASE="http://127.0.0.1:$PROXY_PORT"
+rtt=$(curl -s -o /dev/null -w '%{time_total}' "$BASE/nonexistent")
+echo "== link: nginx :$NGINX_PORT <- delayproxy :$PROXY_PORT (${DELAY_MS} ms each way) <- tc htb $RATE; one GET ${rtt}s"
+
+FACTS="$(nproc) cores, $(awk '/MemTotal/{printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+{
+  echo "# envmount WAN benchmark — $(date -u +%F\ %TZ)"
+  echo
+  echo "Link: nginx on 127.0.0.1 → delayproxy.py ${DELAY_MS} ms each way → tc htb $RATE ($(mb "$RATE_BPS") MB/s) on the proxy port."
+  echo "Machine: $FACTS. envmount $(git -C "$REPO" rev-parse --short HEAD). Page cache dropped before every timed run."
+  echo "Times in s: median (runs). Bytes: envmount status bytesFetched (compressed); nginx columns count the access log."
+} > "$RESULTS"
+
+# ---------------------------------------------------------------- one venv
+MNT_N=0
+# cold_run STORE_URL CACHE WORK [mount options]: empty cache, drop caches, time mount + W.
+# Sets T_TOTAL T_MOUNT T_WORK BYTES REQS CHUNKS NGX (after W), BYTES_END (after jobs finished)
+cold_run() {
+  local url=$1 cache=$2 work=$3 mnt t0 t1 j; shift 3
+  MNT_N=$((MNT_N + 1)); mnt="$W/m-$MNT_N"
+  rm -rf "$cache"; mkdir -p "$cache"; drop; ngx_mark
+  t0=$(now)
+  do_mount "$url" "$mnt" "$cache" "$@"
+  T_MOUNT=$(since "$t0"); t1=$(now)
+  run "$mnt/bin/python" -c "$work" || { echo "workload failed on $mnt" >&2; return 1; }
+  T_WORK=$(since "$t1"); T_TOTAL=$(since "$t0")
+  j=$("$EM" status "$mnt" --json); log "$j"
+  BYTES=$(jq '.[0].bytesFetched' <<<"$j"); REQS=$(jq '.[0].requests' <<<"$j"); CHUNKS=$(jq '.[0].chunksFetched' <<<"$j")
+  NGX=$(ngx_since)
+  for _ in $(seq 600); do  # let background jobs (prefetch) finish, for the bytes they need
+    j=$("$EM" status "$mnt" --json)
+    [ "$(jq '[.[0].jobs[] | select(.finished != true)] | length' <<<"$j")" = 0 ] && break; sleep 0.2
+  done
+  BYTES_END=$(jq '.[0].bytesFetched' <<<"$j")
+  log "cold_run $url $*: total $T_TOTAL mount $T_MOUNT work $T_WORK bytes $BYTES reqs $REQS chunks $CHUNKS nginx $NGX end $BYTES_END"
+  do_unmount "$mnt" "$MPID"
+}
+
+bench_venv() {
+  local v=$1 src work reps url www tarzst r
+  src=$(src_of "$v"); work=$(work_of "$v"); reps=$(reps_of "$v")
+  www="$W/www/$v"; url="$BASE/$v/store"; tarzst="$www/venv.tar.zst"
+  local TAR_BYTES; TAR_BYTES=$(stat -c %s "$tarzst")
+  echo "== $v: $work ($reps reps)"
+
+  # 1. envmount cold
+  local cold=() cold_m=() cold_w=() cold_b=() cold_q=() cold_n=()
+  for r in $(seq "$reps"); do
+    cold_run "$url" "$W/c-cold" "$work"
+    cold+=("$T_TOTAL"); cold_m+=("$T_MOUNT"); cold_w+=("$T_WORK"); cold_b+=("$BYTES"); cold_q+=("$REQS"); cold_n+=("$NGX")
+    echo "   cold $r: $T_TOTAL s (mount $T_MOUNT), $(mb "$BYTES") MB, $REQS requests, nginx $NGX"
+  done
+
+  # 2. full download
+  local full=() full_d=() x="$W/x-$v"
+  for r in $(seq "$reps"); do
+    rm -rf "$x"; mkdir -p "$x"; drop; ngx_mark
+    local t0 t1; t0=$(now)
+    curl -sf "$BASE/$v/venv.tar.zst" | zstd -d -q | tar -x -C "$x"
+    t1=$(now); full_d+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')")
+    run "$x/bin/python" -c "$work"
+    full+=("$(since "$t0")")
+    echo "   full download $r: ${full[-1]} s (download+extract ${full_d[-1]}), nginx $(ngx_since)"
+  done
+  rm -rf "$x"
+
+  # 3. profile: record on a mount of the directory store (no WAN), then --prefetch over WAN
+  local rec="$W/m-rec-$v"
+  rm -rf "$W/c-rec"; drop
+  do_mount "$www/store" "$rec" "$W/c-rec"
+  run "$rec/bin/python" -c "$work"
+  run "$EM" profile save "$rec" bench
+  local recj; recj=$("$EM" status "$rec" --json); log "$recj"
+  local REC_CHUNKS; REC_CHUNKS=$(jq '.[0].recordedChunks' <<<"$recj")
+  do_unmount "$rec" "$MPID"
+  local pf=() pf_b=() pf_q=() pf_e=() pf_n=()
+  for r in $(seq "$reps"); do
+    cold_run "$url" "$W/c-pf" "$work" --prefetch bench
+    pf+=("$T_TOTAL"); pf_b+=("$BYTES"); pf_q+=("$REQS"); pf_e+=("$BYTES_END"); pf_n+=("$NGX")
+    echo "   prefetch $r: $T_TOTAL s (mount $T_MOUNT), $(mb "$BYTES") MB at end of W ($(mb "$BYTES_END") MB when the job finished), $REQS requests, nginx $NGX"
+  done
+
+  # 4. physical limit
+  local loc=() PF_BYTES; PF_BYTES=$(med "${pf_e[@]}")
+  run "$src/bin/python" -c "$work"
+  for r in 1 2 3; do local t0; t0=$(now); run "$src/bin/python" -c "$work"; loc+=("$(since "$t0")"); done
+  local LOCAL PHYS; LOCAL=$(med "${loc[@]}")
+  PHYS=$(awk -v b="$PF_BYTES" -v r="$RATE_BPS" -v l="$LOCAL" 'BEGIN{printf "%.3f", b/r + l}')
+  echo "   physical limit: $(mb "$PF_BYTES") MB / $(mb "$RATE_BPS") MB/s + $LOCAL s local = $PHYS s"
+
+  # 5. warm cache vs native
+  local wc="$W/c-warm" wm="$W/m-warm-$v" warm=() nat=() T_WARMALL
+  rm -rf "$wc"; do_mount "$url" "$wm" "$wc"
+  local t0; t0=$(now); run "$EM" warm "$wm" --all; T_WARMALL=$(since "$t0")
+  local WALL_B; WALL_B=$("$EM" status "$wm" --json | jq '.[0].bytesFetched')
+  do_unmount "$wm" "$MPID"
+  echo "   warm --all: $T_WARMALL s, $(mb "$WALL_B") MB"
+  for r in $(seq "$reps"); do
+    drop; t0=$(now); do_mount "$url" "$wm" "$wc"; run "$wm/bin/python" -c "$work"; warm+=("$(since "$t0")")
+    do_unmount "$wm" "$MPID"
+    drop; t0=$(now); run "$src/bin/python" -c "$work"; nat+=("$(since "$t0")")
+    echo "   warm cache $r: ${warm[-1]} s; native ${nat[-1]} s"
+  done
+
+  # settings
+  local set_rows=()
+  if [ "$SETTINGS" = 1 ]; then
+    local s
+    for s in "--fetch-threads 32" "--read-ahead-chunks 4" "--read-ahead-chunks 64" "--fetch-threads 32 --read-ahead-chunks 4"; do
+      # shellcheck disable=SC2086
+      cold_run "$url" "$W/c-set" "$work" $s
+      echo "   cold $s: $T_TOTAL s, $(mb "$BYTES") MB, $REQS requests"
+      set_rows+=("| envmount cold, \`$s\` | $(printf '%.2f' "$T_TOTAL") | $(mb "$BYTES") | $REQS | $(echo $NGX | tr ' ' /) | $(ratio "$T_TOTAL" "$PHYS") × phys, $(ratio "$T_TOTAL" "$(med "${full[@]}")") × full dl | |")
+    done
+  fi
+  rm -rf "$W"/c-*
+
+  # table
+  local C F P N WM
+  C=$(med "${cold[@]}"); F=$(med "${full[@]}"); P=$(med "${pf[@]}"); N=$(med "${nat[@]}"); WM=$(med "${warm[@]}")
+  local rc1 rc2 rp1 rp2 rw
+  rc1=$(ratio "$C" "$PHYS"); rc2=$(ratio "$C" "$F"); rp1=$(ratio "$P" "$PHYS"); rp2=$(ratio "$P" "$F"); rw=$(ratio "$WM" "$N")
+  local t_cold2 t_pf
+  if [ "$v" = large ]; then t_cold2="< 1: $(verdict "$rc2" 0.999)"; else t_cold2="—"; fi
+  {
+    echo
+    echo "## $v: \`$work\` ($(du -sh "$src" | cut -f1) venv, tar.zst $(mb "$TAR_BYTES") MB, $reps reps)"
+    echo
+    echo "| step | time s | MB moved | requests | nginx reqs/bytes | ratio | target |"
+    echo "| --- | --- | --- | --- | --- | --- | --- |"
+    echo "| 1. envmount cold (mount + W) | $(summ "${cold[@]}") | $(mb "$(med "${cold_b[@]}")") | $(med "${cold_q[@]}") | ${cold_n[0]// //} | $rc1 × phys; $rc2 × full dl | ≤ 2: $(verdict "$rc1" 2); $t_cold2 |"
+    echo "| 1. (of which mount command) | $(summ "${cold_m[@]}") | | | | | |"
+    echo "| 2. full download (curl \| zstd -d \| tar -x + W) | $(summ "${full[@]}") | $(mb "$TAR_BYTES") | 1 | | | |"
+    echo "| 2. (of which download + extract) | $(summ "${full_d[@]}") | | | | | |"
+    echo "| 3. --prefetch bench, cold (mount + W) | $(summ "${pf[@]}") | $(mb "$(med "${pf_b[@]}")") (job total $(mb "$PF_BYTES")) | $(med "${pf_q[@]}") | ${pf_n[0]// //} | $rp1 × phys; $rp2 × full dl | ≤ 1.2: $(verdict "$rp1" 1.2); < 1: $(verdict "$rp2" 0.999) |"
+    echo "| 3. (info) profile: chunks recorded | | | $REC_CHUNKS | | | |"
+    echo "| 4. physical limit = $(mb "$PF_BYTES") MB ÷ $(mb "$RATE_BPS") MB/s + W local warm ($(printf '%.2f' "$LOCAL") s) | $PHYS | $(mb "$PF_BYTES") | | | | |"
+    echo "| 5. warm cache (after warm --all; remount, W) | $(summ "${warm[@]}") | 0 | | | $rw × native | ≤ 1.1: $(verdict "$rw" 1.1) |"
+    echo "| 5. native: W from the source venv, caches dropped | $(summ "${nat[@]}") | | | | | |"
+    echo "| 5. (info) envmount warm --all | $(printf '%.2f' "$T_WARMALL") | $(mb "$WALL_B") | | | $(ratio "$T_WARMALL" "$(med "${full_d[@]}")") × download+extract | |"
+    for s in "${set_rows[@]}"; do echo "$s"; done
+  } | tee -a "$RESULTS"
+}
+
+for v in $VENVS; do bench_venv "$v"; done
+echo
+echo "results: $RESULTS; log: $LOG"
