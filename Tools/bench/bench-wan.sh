@@ -2,8 +2,8 @@
 # envmount over an emulated WAN vs downloading the whole venv, side by side in one run.
 #
 #   sudo Tools/bench/bench-wan.sh                   # small venv, then large (torch)
-#   env: VENVS="small large", REPS_SMALL=3, REPS_LARGE=1, SETTINGS=1 (try a few envmount
-#        settings on the cold mount), SKIP_BUILD=1, BENCH_DIR (default /var/tmp/envmount-bench),
+#   env: VENVS="small large", REPS_SMALL=3, REPS_LARGE=1, SETTINGS=1 (try the envmount
+#        settings in SETTING_LIST, ';'-separated, on the cold mount), SKIP_BUILD=1, BENCH_DIR (default /var/tmp/envmount-bench),
 #        DELAY_MS=20 (one way), RATE=1gbit, NGINX_PORT=18180, PROXY_PORT=18181, KEEP=1
 #
 # One link for everything: nginx on 127.0.0.1:NGINX_PORT serves, per venv, a directory store
@@ -270,7 +270,9 @@ bench_venv() {
   local set_rows=()
   if [ "$SETTINGS" = 1 ]; then
     local s
-    for s in "--fetch-threads 32" "--read-ahead-chunks 4" "--read-ahead-chunks 64" "--fetch-threads 32 --read-ahead-chunks 4"; do
+    local list
+    IFS=';' read -r -a list <<< "${SETTING_LIST:---stream-read-ahead 0;--stream-read-ahead 32;--stream-read-ahead 64 --fetch-threads 32}"
+    for s in "${list[@]}"; do
       # shellcheck disable=SC2086
       cold_run "$url" "$W/c-set" "$work" $s
       echo "   cold $s: $T_TOTAL s, $(mb "$BYTES") MB, $REQS requests"
