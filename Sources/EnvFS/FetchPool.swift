@@ -70,6 +70,8 @@ public final class FetchPool: Sendable {
     private let queues = Mutex(Queues())
     private let available = DispatchSemaphore(value: 0)
     public let threads: Int
+    /// Set once a profile prefetch has been queued: stream read-ahead then stands down.
+    public let profileActive = Atomic<Bool>(false)
 
     public init(fetcher: ChunkFetcher, manifest: Manifest, threads: Int) {
         self.fetcher = fetcher
@@ -86,7 +88,9 @@ public final class FetchPool: Sendable {
     /// path-ordered stream. They hold the following files of the same package, which an import
     /// reads next; a lazy mount that waits for each miss in turn is bound by latency, not bandwidth.
     public func streamReadAhead(after k: UInt32, window: Int) {
-        guard window > 0 else { return }
+        // A recorded profile knows what comes next better than stream order does; guessing on
+        // top of it only competes with it for the link (measured: +70 MB, +1.4 s on torch).
+        guard window > 0, !profileActive.load(ordering: .relaxed) else { return }
         let end = min(Int(k) + window, chunkSizes.count - 1)
         guard end > Int(k) else { return }
         readAhead((Int(k) + 1...end).map { UInt32($0) }.filter { !fetcher.isCached($0) })

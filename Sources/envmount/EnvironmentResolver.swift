@@ -20,6 +20,17 @@ struct EnvironmentResolver {
     let store: any ObjectStore
     let cache: ChunkCache
 
+    /// The environment the parent `envmount mount` already resolved, for its daemon: the same
+    /// ref (the parent cached it), so the daemon serves exactly what the parent reported and
+    /// pays no second round trip to the store.
+    func resolved(env: String, manifest: ChunkID, offline: Bool) throws -> OpenedEnvironment {
+        guard let bytes = cache.loadRef(store: store.description, env: env), let ref = try? Ref.decode(bytes),
+              ref.manifest == manifest else {
+            return try resolve(env: env)
+        }
+        return OpenedEnvironment(env: env, ref: ref, manifest: try loadManifest(manifest), offline: offline)
+    }
+
     func resolve(env: String?) throws -> OpenedEnvironment {
         if let d = store as? DirectoryStore, (try? FS.stat(d.root))?.kind != .directory,
            env == nil || cache.loadRef(store: store.description, env: env!) == nil {

@@ -60,8 +60,8 @@ struct Mount: ParsableCommand {
     @Option(help: "Most chunks a sequential reader fetches ahead of itself (0: no read-ahead).")
     var readAheadChunks: Int = 16
 
-    @Option(help: "Chunks of the path-ordered stream fetched after each chunk a reader misses (0: none).")
-    var streamReadAhead: Int = 8
+    @Option(help: "Chunks of the path-ordered stream fetched after each chunk a reader misses (0: none; off while a profile is prefetched).")
+    var streamReadAhead: Int = 32
 
     @Option(help: "Start fetching this recorded profile in the background once mounted (see `envmount profile save`).")
     var prefetch: String?
@@ -71,6 +71,12 @@ struct Mount: ParsableCommand {
 
     @Flag(help: .private)
     var daemonChild = false
+
+    @Option(help: .private)
+    var resolvedManifest: String?
+
+    @Flag(help: .private)
+    var resolvedOffline = false
 
     func validate() throws {
         if let e = env, !Ref.isValidEnvName(e) { throw ValidationError("invalid environment name '\(e)'") }
@@ -96,7 +102,13 @@ struct Mount: ParsableCommand {
             let cache = try ChunkCache(directory: cacheDirectory, limit: limit)
             let storeSpec = Self.absoluteStoreSpec(store)
             let s = try StoreFactory.open(storeSpec, options: storeArguments.options)
-            let opened = try EnvironmentResolver(store: s, cache: cache).resolve(env: env)
+            let resolver = EnvironmentResolver(store: s, cache: cache)
+            let opened: OpenedEnvironment
+            if daemonChild, let m = resolvedManifest.flatMap(ChunkID.init(hex:)), let e = env {
+                opened = try resolver.resolved(env: e, manifest: m, offline: resolvedOffline)
+            } else {
+                opened = try resolver.resolve(env: env)
+            }
             let log = logFile.map(Mountpoints.absolute) ?? "\(cacheDirectory)/logs/\(opened.env).log"
             if let p = prefetch, !daemonChild {
                 let key = Profile.objectKey(env: opened.env, manifest: opened.ref.manifest, name: p)
@@ -149,12 +161,13 @@ struct Mount: ParsableCommand {
     /// says the mount answers, relaying its error if it fails first.
     func spawnDaemon(mp: String, storeSpec: String, cacheDirectory: String, opened: OpenedEnvironment, log: String) throws {
         var args = ["mount", storeSpec, mp, "--env", opened.env, "--cache-dir", cacheDirectory, "--log-file", log,
-                    "--foreground", "--daemon-child", "--timeout", "\(storeArguments.timeout)",
+                    "--foreground", "--daemon-child", "--resolved-manifest", opened.ref.manifest.hex, "--timeout", "\(storeArguments.timeout)",
                     "--read-ahead-kb", "\(readAheadKb)", "--fetch-threads", "\(fetchThreads)",
                     "--read-ahead-chunks", "\(readAheadChunks)", "--stream-read-ahead", "\(streamReadAhead)", "--kernel-cache-timeout", "\(kernelCacheTimeout)"]
         if let e = storeArguments.endpoint { args += ["--endpoint", e] }
         if let r = storeArguments.region { args += ["--region", r] }
         for m in storeArguments.mirrors { args += ["--mirror", m] }
+        if opened.offline { args.append("--resolved-offline") }
         if let p = prefetch { args += ["--prefetch", p] }
         if let c = cacheSize { args += ["--cache-size", c] }
         if noKeepCache { args.append("--no-keep-cache") }

@@ -54,7 +54,7 @@ final class CacheAndWarmTests: XCTestCase {
         let src = h.dir + "/src/venv", store = h.dir + "/store", mnt = h.dir + "/mnt"
         let v = try makeVenv(src)
         XCTAssertEqual(try h.publish(src, store).status, 0)
-        try h.mount(store, mnt, cache: h.dir + "/cache", ["--read-ahead-chunks", "0"])
+        try h.mount(store, mnt, cache: h.dir + "/cache", ["--read-ahead-chunks", "0", "--stream-read-ahead", "0"])
 
         let bad = try h.run("envmount", ["warm", mnt, "envmount-prob"])
         XCTAssertNotEqual(bad.status, 0)

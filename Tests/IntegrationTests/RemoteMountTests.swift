@@ -66,7 +66,7 @@ final class RemoteMountTests: XCTestCase {
         let proxy = try FaultProxy(upstream: nginx.url)
         stops.append { proxy.stop() }
         let mnt = h.dir + "/mnt"
-        try h.mount(proxy.url + "/", mnt, cache: h.dir + "/cache", ["--env", "four", "--timeout", "3", "--read-ahead-chunks", "0"])
+        try h.mount(proxy.url + "/", mnt, cache: h.dir + "/cache", ["--env", "four", "--timeout", "3", "--read-ahead-chunks", "0", "--stream-read-ahead", "0"])
         func read(_ i: Int) throws -> [UInt8] { try TreeFixture.readAll((mnt + "/f\(i).bin").pathBytes) }
         func source(_ i: Int) throws -> [UInt8] { try TreeFixture.readAll((src + "/f\(i).bin").pathBytes) }
 
@@ -88,6 +88,28 @@ final class RemoteMountTests: XCTestCase {
         try proxy.set([:])
         XCTAssertEqual(try read(2), try source(2))
         XCTAssertGreaterThan(try proxy.requests(), 5)
+    }
+
+    func testAMissQueuesTheFollowingChunksOfTheStream() throws {
+        let (src, store) = try publishFourFiles()
+        let nginx = try NginxServer(serving: store)
+        stops.append { nginx.stop() }
+        let mnt = h.dir + "/mnt", cache = h.dir + "/cache"
+        try h.mount(nginx.url + "/", mnt, cache: cache, ["--env", "four", "--read-ahead-chunks", "0", "--stream-read-ahead", "64"])
+        // Read only the first 4 KiB of f0: one miss. The files after it in path order arrive anyway.
+        let fd = try FileDescriptor.open(mnt + "/f0.bin", O_RDONLY)
+        XCTAssertEqual(try fd.read(count: 4096, offset: 0), Array(try TreeFixture.readAll((src + "/f0.bin").pathBytes).prefix(4096)))
+        fd.close()
+        let ref = try Ref.decode(try FS.readFile(store + "/refs/four"))
+        let m = try Manifest.decode(try FS.readFile(store + "/" + Ref.manifestKey(ref.manifest)))
+        let wanted = Set(m.fileSpans(m.resolve(Array("f1.bin".utf8))!).map { m.chunks[Int(m.spans[$0].chunk)].id.hex })
+        let deadline = Date().addingTimeInterval(20)
+        var cached = Set<String>()
+        while Date() < deadline && !wanted.isSubset(of: cached) {
+            usleep(100_000)
+            cached = Set(wanted.filter { FS.exists(cache + "/v1/chunks/\($0.prefix(2))/\($0)") })
+        }
+        XCTAssertEqual(cached, wanted, "stream read-ahead did not fetch the next file's chunks")
     }
 
     func testHTTPMirrorTakesOverWhenTheFirstURLIsDown() throws {

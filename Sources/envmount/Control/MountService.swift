@@ -167,6 +167,7 @@ final class MountService: Sendable {
         }
         let p = try Profile.decode(bytes)
         guard p.manifest == ref.manifest else { throw MountError("profile \(key) was recorded for another manifest") }
+        pool.profileActive.store(true, ordering: .relaxed)
         return pool.submit(label: "profile \(name)", chunks: p.chunks.compactMap { chunkIndex[$0] })
     }
 }
