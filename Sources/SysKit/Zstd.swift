@@ -1,4 +1,5 @@
 import CZstd
+import Synchronization
 
 public struct ZstdError: Error, CustomStringConvertible, Sendable {
     public let description: String
@@ -6,15 +7,27 @@ public struct ZstdError: Error, CustomStringConvertible, Sendable {
 
 /// One-shot zstd frames. Each chunk is an independent frame, so any chunk decodes alone.
 public enum Zstd {
+    /// Compression contexts, reused: ZSTD_compress would allocate and initialise one per call,
+    /// which for ~1 MiB chunks is a measurable part of a publish.
+    private static let contexts = Mutex<[CompressionContext]>([])
+
+    /// A ZSTD_CCtx; Sendable because the pool hands each one to a single caller at a time.
+    struct CompressionContext: @unchecked Sendable { let raw: OpaquePointer }
+
     public static func compress(_ input: [UInt8], _ range: Range<Int>? = nil, level: Int32 = 3) throws -> [UInt8] {
         let r = range ?? 0..<input.count
         precondition(r.lowerBound >= 0 && r.upperBound <= input.count)
         let bound = ZSTD_compressBound(r.count)
         var out = [UInt8](repeating: 0, count: bound)
-        // SAFETY: source range checked above; destination capacity is ZSTD_compressBound.
+        guard let cctx = contexts.withLock({ $0.popLast() }) ?? ZSTD_createCCtx().map(CompressionContext.init) else {
+            throw ZstdError(description: "cannot allocate a zstd context")
+        }
+        defer { contexts.withLock { $0.append(cctx) } }
+        // SAFETY: source range checked above; destination capacity is ZSTD_compressBound; the
+        // context is used by this call only (taken out of the pool until it returns).
         let n = input.withUnsafeBytes { src in
             out.withUnsafeMutableBytes { dst in
-                ZSTD_compress(dst.baseAddress, dst.count, src.baseAddress! + r.lowerBound, r.count, level)
+                ZSTD_compressCCtx(cctx.raw, dst.baseAddress, dst.count, src.baseAddress! + r.lowerBound, r.count, level)
             }
         }
         if ZSTD_isError(n) != 0 { throw ZstdError(description: String(cString: ZSTD_getErrorName(n))) }
