@@ -14,6 +14,7 @@ public struct ReadAheadConfig: Sendable {
 final class ReadAhead: Sendable {
     struct Stream { var nextOffset: UInt64; var window: Int; var aheadUntil: Int }
 
+    static let slack: UInt64 = 8 << 20
     let config: ReadAheadConfig
     let fetcher: ChunkFetcher
     let pool: FetchPool?
@@ -29,13 +30,16 @@ final class ReadAhead: Sendable {
     func observe(ino: UInt64, offset: UInt64, length: Int, lastSpan: Int, spans: Range<Int>, manifest: Manifest) {
         let (from, to) = streams.withLock { s -> (Int, Int) in
             var st = s[ino] ?? Stream(nextOffset: 0, window: config.initialChunks, aheadUntil: lastSpan)
-            if offset == st.nextOffset || offset == 0 {
-                if offset != 0 { st.window = min(st.window * 2, config.maxChunks) }
-            } else {
+            // The kernel keeps several reads of one file in flight, so they arrive slightly out
+            // of order: anything near the expected offset still counts as sequential.
+            let near = offset + Self.slack >= st.nextOffset && offset <= st.nextOffset + Self.slack
+            if offset != 0 && near {
+                st.window = min(st.window * 2, config.maxChunks)
+            } else if !near {
                 st.window = config.initialChunks
                 st.aheadUntil = lastSpan
             }
-            st.nextOffset = offset + UInt64(length)
+            st.nextOffset = max(st.nextOffset, offset + UInt64(length))
             let target = min(lastSpan + st.window, spans.upperBound - 1)
             let from = max(st.aheadUntil + 1, lastSpan + 1)
             if target >= from { st.aheadUntil = target }
