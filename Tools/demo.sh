@@ -39,6 +39,9 @@ for m in mods: __import__(m)
 print(json.dumps({"prefix": sys.prefix, "version": sys.version.split()[0], "imported": mods}))
 PY
 
+echo "== envmount status $MNT"
+"$BIN/envmount" status "$MNT"
+
 echo "== envmount unmount $MNT"
 "$BIN/envmount" unmount "$MNT"
 for _ in $(seq 50); do grep -q "unmounted $MNT" "$CACHE/logs/demo-venv.log" 2>/dev/null && break; sleep 0.1; done

@@ -60,8 +60,8 @@ struct Mount: ParsableCommand {
     @Option(help: "Most chunks a sequential reader fetches ahead of itself (0: no read-ahead).")
     var readAheadChunks: Int = 16
 
-    @Option(help: "Chunks of the path-ordered stream fetched after each chunk a reader misses (0: none; off while a profile is prefetched).")
-    var streamReadAhead: Int = 32
+    @Option(help: "Chunks of the path-ordered stream fetched after each chunk a reader misses (default: 32 for remote stores, 0 for a directory, which has no latency to hide; off while a profile is prefetched).")
+    var streamReadAhead: Int?
 
     @Option(help: "Start fetching this recorded profile in the background once mounted (see `envmount profile save`).")
     var prefetch: String?
@@ -81,7 +81,7 @@ struct Mount: ParsableCommand {
     func validate() throws {
         if let e = env, !Ref.isValidEnvName(e) { throw ValidationError("invalid environment name '\(e)'") }
         guard (1...256).contains(fetchThreads) else { throw ValidationError("--fetch-threads must be 1...256") }
-        guard (0...256).contains(streamReadAhead) else { throw ValidationError("--stream-read-ahead must be 0...256") }
+        guard (0...256).contains(streamReadAhead ?? 0) else { throw ValidationError("--stream-read-ahead must be 0...256") }
         guard (0...256).contains(readAheadChunks) else { throw ValidationError("--read-ahead-chunks must be 0...256") }
         guard readAheadKb >= 4 && readAheadKb <= 16384 else { throw ValidationError("--read-ahead-kb must be 4...16384") }
     }
@@ -163,11 +163,12 @@ struct Mount: ParsableCommand {
         var args = ["mount", storeSpec, mp, "--env", opened.env, "--cache-dir", cacheDirectory, "--log-file", log,
                     "--foreground", "--daemon-child", "--resolved-manifest", opened.ref.manifest.hex, "--timeout", "\(storeArguments.timeout)",
                     "--read-ahead-kb", "\(readAheadKb)", "--fetch-threads", "\(fetchThreads)",
-                    "--read-ahead-chunks", "\(readAheadChunks)", "--stream-read-ahead", "\(streamReadAhead)", "--kernel-cache-timeout", "\(kernelCacheTimeout)"]
+                    "--read-ahead-chunks", "\(readAheadChunks)", "--kernel-cache-timeout", "\(kernelCacheTimeout)"]
         if let e = storeArguments.endpoint { args += ["--endpoint", e] }
         if let r = storeArguments.region { args += ["--region", r] }
         for m in storeArguments.mirrors { args += ["--mirror", m] }
         if opened.offline { args.append("--resolved-offline") }
+        if let w = streamReadAhead { args += ["--stream-read-ahead", "\(w)"] }
         if let p = prefetch { args += ["--prefetch", p] }
         if let c = cacheSize { args += ["--cache-size", c] }
         if noKeepCache { args.append("--no-keep-cache") }
@@ -207,7 +208,7 @@ struct Mount: ParsableCommand {
         let fetcher = ChunkFetcher(store: store, cache: cache, manifest: manifest,
                                    describe: { [manifest] chunk in Self.describeChunk(manifest, chunk) })
         let pool = FetchPool(fetcher: fetcher, manifest: manifest, threads: fetchThreads)
-        let streamWindow = streamReadAhead
+        let streamWindow = streamReadAhead ?? (store is DirectoryStore ? 0 : 32)
         fetcher.onDemandMiss { [pool] k in pool.streamReadAhead(after: k, window: streamWindow) }
         var ra = ReadAheadConfig()
         ra.maxChunks = readAheadChunks
