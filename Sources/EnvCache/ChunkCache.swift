@@ -163,21 +163,8 @@ public final class ChunkCache: Sendable {
 
     private func writeEntry(_ final: String, _ bytes: [UInt8]) throws {
         let n = Self.sequence.add(1, ordering: .relaxed).newValue
-        let tmp = "\(root)/tmp/\(ProcessControl.pid).\(n)"
-        let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
-        var open = true
-        do {
-            try fd.writeAll(bytes)
-            if durable { try fd.fsync() }
-            open = false
-            fd.close()
-            try FS.rename(tmp, final)
-        } catch {
-            // Close once only: after a failed rename the number may already belong to another thread's file.
-            if open { fd.close() }
-            try? FS.unlink(tmp)
-            throw error
-        }
+        try FS.writeFileAtomically(final, bytes, mode: 0o600, sync: durable,
+                                   temporary: "\(root)/tmp/\(ProcessControl.pid).\(n)")
     }
 
     /// Deletes temporaries whose writer process is gone (a crash mid-write).

@@ -210,17 +210,24 @@ public enum FS {
         return b
     }
 
-    /// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, then rename.
-    public static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: UInt32 = 0o644, sync: Bool = true) throws {
-        let tmp = path + ".tmp.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
-        let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode: mode)
+    /// Writes `bytes` to `path` atomically: a temporary file (beside it unless `temporary` names
+    /// one on the same file system), fsync when `sync`, then rename. On failure the temporary is
+    /// removed and `path` is untouched.
+    public static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: UInt32 = 0o644, sync: Bool = true,
+                                           temporary: String? = nil) throws {
+        let tmp = temporary ?? path + ".tmp.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
+        // A name of our own making must be new; a caller's temporary may be reused after a crash.
+        let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | (temporary == nil ? O_EXCL : O_TRUNC), mode: mode)
+        var open = true
         do {
             try fd.writeAll(bytes)
             if sync { try fd.fsync() }
+            open = false
             fd.close()
             try rename(tmp, path)
         } catch {
-            fd.close()
+            // Close once only: after a failed rename the number may already be another thread's file.
+            if open { fd.close() }
             try? unlink(tmp)
             throw error
         }
