@@ -4,11 +4,10 @@ import EnvPublish
 import EnvStore
 import SysKit
 
-@main
-struct EnvPublishCommand: ParsableCommand {
+struct PublishCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "envpublish",
-        abstract: "Publish a prepared Python venv (or any directory tree) to an envmount store.",
+        commandName: "publish",
+        abstract: "Publish a prepared Python venv (or any directory tree) to an envmount store (the default subcommand).",
         discussion: """
             Splits the files of SOURCE into content-defined chunks (about 1 MiB), uploads the chunks \
             the store does not have yet (zstd-compressed, named by SHA-256), then a manifest of the \
@@ -18,7 +17,7 @@ struct EnvPublishCommand: ParsableCommand {
             STORE is a directory (a path or file:///path) or s3://bucket/prefix.
 
             Examples:
-              envpublish ~/venvs/torch /srv/envstore
+              envpublish ~/venvs/torch /srv/envstore          # same as: envpublish publish ~/venvs/torch /srv/envstore
               envpublish .venv s3://my-bucket/envs --env torch-cu121 --endpoint https://ACCOUNT.r2.cloudflarestorage.com
             """)
 

@@ -1,0 +1,16 @@
+import ArgumentParser
+
+/// `envpublish SOURCE STORE` publishes (the default subcommand); the other subcommands manage
+/// what a store holds.
+@main
+struct EnvPublishCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "envpublish",
+        abstract: "Publish a prepared Python venv (or any directory tree) to an envmount store.",
+        discussion: """
+            `envpublish SOURCE STORE [options]` publishes SOURCE as the next revision of an \
+            environment (the `publish` subcommand; see `envpublish publish --help`).
+            """,
+        subcommands: [PublishCommand.self],
+        defaultSubcommand: PublishCommand.self)
+}
