@@ -30,9 +30,11 @@ let package = Package(
         .target(name: "EnvCache", dependencies: ["EnvFormat", "SysKit"]),
         .target(name: "EnvFS", dependencies: ["EnvFormat", "EnvStore", "EnvCache", "SysKit"]),
         .target(name: "EnvPublish", dependencies: ["EnvFormat", "EnvStore", "SysKit"]),
+        // What a Python environment holds: distributions, their files, requirements and markers.
+        .target(name: "EnvPython", dependencies: ["SysKit"]),
 
         .executableTarget(name: "envmount", dependencies: [
-            "EnvFS", "FuseKit", "EnvStore", "EnvCache", "EnvFormat", "SysKit",
+            "EnvFS", "FuseKit", "EnvStore", "EnvCache", "EnvFormat", "EnvPython", "SysKit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "envpublish", dependencies: [
@@ -46,6 +48,7 @@ let package = Package(
         .testTarget(name: "EnvStoreTests", dependencies: ["EnvStore", "EnvFormat", "SysKit", "TestSupport"]),
         .testTarget(name: "EnvCacheTests", dependencies: ["EnvCache", "EnvFormat", "SysKit"]),
         .testTarget(name: "EnvFSTests", dependencies: ["EnvFS", "EnvPublish", "EnvStore", "EnvCache", "EnvFormat", "SysKit", "TestSupport"]),
+        .testTarget(name: "EnvPythonTests", dependencies: ["EnvPython", "SysKit"]),
         .testTarget(name: "IntegrationTests", dependencies: ["EnvFormat", "EnvStore", "SysKit", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
