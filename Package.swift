@@ -33,8 +33,11 @@ let package = Package(
         // What a Python environment holds: distributions, their files, requirements and markers.
         .target(name: "EnvPython", dependencies: ["SysKit"]),
 
+        // The mount daemon: options, lifecycle (re-exec, READY), control socket, FUSE bridge.
+        .target(name: "EnvDaemon", dependencies: ["EnvFS", "FuseKit", "EnvStore", "EnvCache", "EnvFormat", "SysKit"]),
+
         .executableTarget(name: "envmount", dependencies: [
-            "EnvFS", "FuseKit", "EnvStore", "EnvCache", "EnvFormat", "EnvPython", "SysKit",
+            "EnvDaemon", "EnvFS", "EnvStore", "EnvCache", "EnvFormat", "EnvPython", "SysKit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "envpublish", dependencies: [
@@ -48,6 +51,7 @@ let package = Package(
         .testTarget(name: "EnvStoreTests", dependencies: ["EnvStore", "EnvFormat", "SysKit", "TestSupport"]),
         .testTarget(name: "EnvCacheTests", dependencies: ["EnvCache", "EnvFormat", "SysKit"]),
         .testTarget(name: "EnvFSTests", dependencies: ["EnvFS", "EnvPublish", "EnvStore", "EnvCache", "EnvFormat", "SysKit", "TestSupport"]),
+        .testTarget(name: "EnvDaemonTests", dependencies: ["EnvDaemon", "EnvFS", "EnvPublish", "EnvStore", "EnvCache", "EnvFormat", "FuseKit", "SysKit", "TestSupport"]),
         .testTarget(name: "EnvPythonTests", dependencies: ["EnvPython", "SysKit"]),
         .testTarget(name: "IntegrationTests", dependencies: ["EnvFormat", "EnvStore", "SysKit", "TestSupport"]),
     ],

@@ -16,5 +16,5 @@ struct EnvmountCommand: ParsableCommand {
               envmount unmount /opt/venv
             """,
         version: "envmount " + ProductVersion.line,
-        subcommands: [Mount.self, Unmount.self, Warm.self, Status.self, ProfileCommand.self, CacheCommand.self])
+        subcommands: [Mount.self, Unmount.self, Warm.self, Status.self, ProfileCommand.self, CacheCommand.self, Daemon.self])
 }

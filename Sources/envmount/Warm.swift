@@ -1,4 +1,5 @@
 import ArgumentParser
+import EnvDaemon
 import EnvPython
 import Foundation
 import SysKit
@@ -53,11 +54,11 @@ struct Warm: ParsableCommand {
         do {
             var jobs: [JobInfo] = []
             if all {
-                jobs = try ControlClient.send(mp, ControlRequest(op: "warm-all")).jobs ?? []
+                jobs = try ControlClient.jobs(mp, .warmAll).jobs
             } else if let p = profile {
-                jobs = try ControlClient.send(mp, ControlRequest(op: "warm-profile", name: p)).jobs ?? []
+                jobs = try ControlClient.jobs(mp, .warmProfile(name: p)).jobs
             } else {
-                _ = try ControlClient.send(mp, ControlRequest(op: "status"))
+                _ = try ControlClient.status(mp)
                 let resolver = PackageResolver(root: mp)
                 let dists = resolver.distributions()
                 var chosen: [PackageResolver.Distribution] = []
@@ -78,10 +79,10 @@ struct Warm: ParsableCommand {
                 }
                 for d in chosen {
                     let plan = resolver.plan(for: d)
-                    let r = try ControlClient.send(mp, ControlRequest(op: "warm", paths: plan.paths, label: d.name))
-                    jobs += r.jobs ?? []
-                    if let missing = r.missing, missing > 0 {
-                        Console.error("\(d.name): \(missing) of the files its RECORD lists are not in the environment")
+                    let r = try ControlClient.jobs(mp, .warm(paths: plan.paths, label: d.name))
+                    jobs += r.jobs
+                    if r.missing > 0 {
+                        Console.error("\(d.name): \(r.missing) of the files its RECORD lists are not in the environment")
                     }
                 }
             }
@@ -113,7 +114,7 @@ struct WarmProgress {
         let ids = jobs.map(\.id)
         var ok = true
         while true {
-            let now = try ControlClient.send(mountpoint, ControlRequest(op: "jobs", ids: ids)).jobs ?? []
+            let now = try ControlClient.jobs(mountpoint, .jobs(ids: ids)).jobs
             for j in now where j.finished && !reported.contains(j.id) {
                 reported.insert(j.id)
                 if tty { Console.write(2, "\r\u{1b}[K") }
