@@ -15,6 +15,8 @@ public struct PublishOptions: Sendable {
     public var chunking = ChunkingParams.default
     /// Chunks hashed, compressed and uploaded at once.
     public var workers = 8
+    /// Signs the ref (`--sign KEYFILE`); nil publishes an unsigned ref.
+    public var signer: RefSigner?
     public init(env: String) { self.env = env }
 }
 
@@ -262,8 +264,14 @@ public final class Publisher: Sendable {
             if let p = previous, p.manifest == manifestID {
                 result.ref = p
                 result.unchanged = true
+                // An unchanged tree published with a new key: the same revision, signed by it.
+                if let s = options.signer, p.signature?.keyID != s.keyID {
+                    result.ref = try s.sign(p, env: options.env)
+                    try store.put(refKey, result.ref.encode())
+                }
             } else {
                 result.ref.revision = (previous?.revision ?? 0) + 1
+                if let s = options.signer { result.ref = try s.sign(result.ref, env: options.env) }
                 try store.put(refKey, result.ref.encode())
             }
         } catch {

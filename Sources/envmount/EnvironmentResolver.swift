@@ -8,9 +8,12 @@ struct OpenedEnvironment {
     var ref: Ref
     var manifest: Manifest
     var offline: Bool
+    /// The trusted key that signed the ref, when the mount requires one.
+    var signedBy: TrustedKey? = nil
 
     var manifestSummary: String {
         "\(manifest.entries.count) entries, \(formatBytes(manifest.totalFileBytes))\(offline ? ", offline from cache" : "")"
+            + (signedBy.map { ", signed by key \($0.key.keyID)" } ?? "")
     }
 }
 
@@ -19,6 +22,9 @@ struct OpenedEnvironment {
 struct EnvironmentResolver {
     let store: any ObjectStore
     let cache: ChunkCache
+    /// Which refs are accepted (TrustPolicy.swift); checked on every ref, fresh or cached,
+    /// before its manifest is read.
+    var trust = TrustPolicy.none
 
     /// The environment the parent `envmount mount` already resolved, for its daemon: the same
     /// ref (the parent cached it), so the daemon serves exactly what the parent reported and
@@ -28,7 +34,8 @@ struct EnvironmentResolver {
               ref.manifest == manifest else {
             return try resolve(env: env)
         }
-        return OpenedEnvironment(env: env, ref: ref, manifest: try loadManifest(manifest), offline: offline)
+        let key = try trust.admit(ref, env: env, store: store.description, source: "cached refs/\(env) of \(store.description)")
+        return OpenedEnvironment(env: env, ref: ref, manifest: try loadManifest(manifest), offline: offline, signedBy: key)
     }
 
     func resolve(env: String?) throws -> OpenedEnvironment {
@@ -38,11 +45,10 @@ struct EnvironmentResolver {
         }
         let name = try env ?? onlyEnvironment()
         var offline = false
-        let ref: Ref
+        let bytes: [UInt8]
+        var source = "refs/\(name) in \(store.description)"
         do {
-            let bytes = try store.get(Ref.objectKey(env: name))
-            ref = try Ref.decode(bytes)
-            try? cache.storeRef(store: store.description, env: name, bytes)
+            bytes = try store.get(Ref.objectKey(env: name))
         } catch let e as StoreError where e.isNotFound {
             let others = (try? store.listEnvironments()) ?? []
             throw MountError("no environment '\(name)' in \(store.description)"
@@ -52,11 +58,17 @@ struct EnvironmentResolver {
                 throw MountError("\(e); and no cached copy of '\(name)' to mount offline")
             }
             Console.error("envmount: store unreachable (\(e)); mounting cached revision \(r.revision) of \(name) offline")
-            ref = r
+            bytes = cached
+            source = "cached refs/\(name) of \(store.description)"
             offline = true
         }
+        let ref: Ref
+        do { ref = try Ref.decode(bytes) } catch { throw MountError("\(source) is invalid: \(error)") }
+        // Before the ref is cached or its manifest read: an offline mount checks the cached copy the same way.
+        let key = try trust.admit(ref, env: name, store: store.description, source: source)
+        if !offline { try? cache.storeRef(store: store.description, env: name, bytes) }
         let manifest = try loadManifest(ref.manifest)
-        return OpenedEnvironment(env: name, ref: ref, manifest: manifest, offline: offline)
+        return OpenedEnvironment(env: name, ref: ref, manifest: manifest, offline: offline, signedBy: key)
     }
 
     func onlyEnvironment() throws -> String {

@@ -39,6 +39,8 @@ struct Mount: ParsableCommand {
 
     @OptionGroup var storeArguments: StoreArguments
 
+    @OptionGroup(title: "Trust") var trustArguments: TrustArguments
+
     @Option(help: "Kernel read-ahead and largest FUSE read in KiB.")
     var readAheadKb: Int = 1024
 
@@ -102,7 +104,8 @@ struct Mount: ParsableCommand {
             let cache = try ChunkCache(directory: cacheDirectory, limit: limit)
             let storeSpec = Self.absoluteStoreSpec(store)
             let s = try StoreFactory.open(storeSpec, options: storeArguments.options)
-            let resolver = EnvironmentResolver(store: s, cache: cache)
+            var resolver = EnvironmentResolver(store: s, cache: cache)
+            resolver.trust = try trustArguments.policy()
             let opened: OpenedEnvironment
             if daemonChild, let m = resolvedManifest.flatMap(ChunkID.init(hex:)), let e = env {
                 opened = try resolver.resolved(env: e, manifest: m, offline: resolvedOffline)
@@ -167,6 +170,7 @@ struct Mount: ParsableCommand {
         if let e = storeArguments.endpoint { args += ["--endpoint", e] }
         if let r = storeArguments.region { args += ["--region", r] }
         for m in storeArguments.mirrors { args += ["--mirror", m] }
+        args += trustArguments.daemonArguments
         if opened.offline { args.append("--resolved-offline") }
         if let w = streamReadAhead { args += ["--stream-read-ahead", "\(w)"] }
         if let p = prefetch { args += ["--prefetch", p] }
