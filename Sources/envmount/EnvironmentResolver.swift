@@ -44,9 +44,9 @@ struct EnvironmentResolver {
             throw MountError("store \(store.description) does not exist or is not a directory")
         }
         let name = try env ?? onlyEnvironment()
-        var offline = false
         let bytes: [UInt8]
         var source = "refs/\(name) in \(store.description)"
+        var offlineReason: String?
         do {
             bytes = try store.get(Ref.objectKey(env: name))
         } catch let e as StoreError where e.isNotFound {
@@ -54,21 +54,24 @@ struct EnvironmentResolver {
             throw MountError("no environment '\(name)' in \(store.description)"
                              + (others.isEmpty ? " (it holds none)" : " (it holds: \(others.joined(separator: ", ")))"))
         } catch let e as StoreError where e.isTransient {
-            guard let cached = cache.loadRef(store: store.description, env: name), let r = try? Ref.decode(cached) else {
+            guard let cached = cache.loadRef(store: store.description, env: name), (try? Ref.decode(cached)) != nil else {
                 throw MountError("\(e); and no cached copy of '\(name)' to mount offline")
             }
-            Console.error("envmount: store unreachable (\(e)); mounting cached revision \(r.revision) of \(name) offline")
+            offlineReason = "\(e)"
             bytes = cached
             source = "cached refs/\(name) of \(store.description)"
-            offline = true
         }
         let ref: Ref
         do { ref = try Ref.decode(bytes) } catch { throw MountError("\(source) is invalid: \(error)") }
         // Before the ref is cached or its manifest read: an offline mount checks the cached copy the same way.
         let key = try trust.admit(ref, env: name, store: store.description, source: source)
-        if !offline { try? cache.storeRef(store: store.description, env: name, bytes) }
+        if let why = offlineReason {
+            Console.error("envmount: store unreachable (\(why)); mounting cached revision \(ref.revision) of \(name) offline")
+        } else {
+            try? cache.storeRef(store: store.description, env: name, bytes)
+        }
         let manifest = try loadManifest(ref.manifest)
-        return OpenedEnvironment(env: name, ref: ref, manifest: manifest, offline: offline, signedBy: key)
+        return OpenedEnvironment(env: name, ref: ref, manifest: manifest, offline: offlineReason != nil, signedBy: key)
     }
 
     func onlyEnvironment() throws -> String {
