@@ -1,5 +1,5 @@
 import ArgumentParser
-import EnvFormat
+import EnvDaemon
 import SysKit
 
 /// Which environments a mount accepts: signatures, rollback state, freshness.
@@ -27,25 +27,13 @@ struct TrustArguments: ParsableArguments {
         }
     }
 
-    /// The policy these options and the machine's trusted.d give. Paths become absolute so the
-    /// daemon child, started elsewhere, reads the same files.
-    func policy() throws -> TrustPolicy {
-        var p = try TrustPolicy.load(trustFiles: trustKeys.map(Mountpoints.absolute),
-                                     stateDirectory: stateDir.map(Mountpoints.absolute))
-        p.maxAge = maxAge.flatMap(Self.parseAge)
-        if p.maxAge != nil && !p.isEnforced {
-            throw MountError("--max-age needs a trusted key (--trust PUBFILE or \(TrustPolicy.configDirectory())/trusted.d/*.pub)")
-        }
-        return p
-    }
-
-    /// The same options for the daemon child.
-    var daemonArguments: [String] {
-        var a: [String] = []
-        for k in trustKeys { a += ["--trust", Mountpoints.absolute(k)] }
-        if let s = stateDir { a += ["--state-dir", Mountpoints.absolute(s)] }
-        if let m = maxAge { a += ["--max-age", m] }
-        return a
+    /// These flags as the trust part of MountOptions.
+    var options: TrustOptions {
+        var t = TrustOptions()
+        t.keys = trustKeys
+        t.stateDir = stateDir
+        t.maxAge = maxAge.flatMap(Self.parseAge)
+        return t
     }
 
     /// Seconds in "3600", "90s", "90m", "36h" or "30d".
