@@ -35,7 +35,10 @@ public enum MountDaemon {
         o.cacheDir = Mountpoints.absolute(o.cacheDir ?? ChunkCache.defaultDirectory())
         let cache = try ChunkCache(directory: o.cacheDir!, limit: o.cacheSize)
         let store = try StoreFactory.open(o.store, options: o.storeOptions)
-        let opened = try EnvironmentResolver(store: store, cache: cache).resolve(env: o.env)
+        o.trust = o.trust.resolved()
+        var resolver = EnvironmentResolver(store: store, cache: cache)
+        resolver.trust = try o.trust.policy()
+        let opened = try resolver.resolve(env: o.env)
         o.env = opened.env
         o.logFile = o.logFile.map(Mountpoints.absolute) ?? "\(o.cacheDir!)/logs/\(opened.env).log"
         if let p = o.prefetch {
@@ -84,7 +87,9 @@ public enum MountDaemon {
         }
         let cache = try ChunkCache(directory: cacheDir, limit: o.cacheSize)
         let store = try StoreFactory.open(o.store, options: o.storeOptions)
-        let opened = try EnvironmentResolver(store: store, cache: cache).resolved(env: env, manifest: manifest, offline: handoff.offline)
+        var resolver = EnvironmentResolver(store: store, cache: cache)
+        resolver.trust = try o.trust.policy()
+        let opened = try resolver.resolved(env: env, manifest: manifest, offline: handoff.offline)
         try serve(o, store: store, cache: cache, opened: opened, daemonChild: true)
     }
 
