@@ -5,6 +5,9 @@
 #include <sys/vfs.h>
 #include <sys/statvfs.h>
 #include <sys/mount.h>
+#include <spawn.h>
+
+extern char **environ;
 
 int envmount_seek_data(void) { return SEEK_DATA; }
 int envmount_seek_hole(void) { return SEEK_HOLE; }
@@ -27,3 +30,24 @@ int envmount_statvfs_avail(const char *path, uint64_t *bytes) {
 int envmount_umount_lazy(const char *path) { return umount2(path, MNT_DETACH); }
 
 int envmount_syncfs(int fd) { return syncfs(fd); }
+
+int envmount_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                   const char *outfile, int *pid) {
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int rc = posix_spawn_file_actions_init(&fa);
+    if (rc != 0) return rc;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attr, 0);
+    if (cwd) rc = posix_spawn_file_actions_addchdir_np(&fa, cwd);
+    if (rc == 0) rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    if (rc == 0 && outfile) rc = posix_spawn_file_actions_addopen(&fa, 1, outfile, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (rc == 0 && outfile) rc = posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    pid_t child = 0;
+    if (rc == 0) rc = posix_spawn(&child, path, &fa, &attr, argv, envp ? envp : environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (rc == 0) *pid = (int)child;
+    return rc;
+}

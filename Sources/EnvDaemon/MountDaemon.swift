@@ -170,7 +170,7 @@ public enum MountDaemon {
             pool.stop()
             throw MountError(e.description)
         }
-        let env = opened.env, revision = opened.ref.revision, prefetch = o.prefetch
+        let env = opened.env, revision = opened.ref.revision, prefetch = o.prefetch, prefetchDefault = o.prefetchDefault
         let rc = session.run(onReady: {
             do { try service.startControlSocket() } catch {
                 Log.error("control socket unavailable (status, warm and profile will not reach this mount): \(error)")
@@ -187,10 +187,12 @@ public enum MountDaemon {
                 Console.error("envmount: serving \(env) revision \(revision) at \(mp); unmount or Ctrl-C to stop")
             }
             Log.info("mounted \(env) revision \(revision) at \(mp), pid \(ProcessControl.pid)")
-            if let p = prefetch {
+            if let p = prefetch ?? (prefetchDefault ? "default" : nil) {
                 do {
                     let job = try service.warmProfile(p)
                     Log.info("prefetching profile \(p): \(job.totalChunks) chunks, \(formatBytes(job.totalBytes))")
+                } catch let e as ProfileNotFound where prefetch == nil {
+                    Log.info("no profile default for this revision: nothing prefetched (\(e))")
                 } catch {
                     Log.error("cannot prefetch profile \(p): \(error)")
                 }

@@ -17,4 +17,9 @@ int envmount_statvfs_avail(const char *path, uint64_t *bytes);
 int envmount_syncfs(int fd);
 /// umount2(path, MNT_DETACH): lazy unmount, for a stale FUSE mount left by a killed daemon.
 int envmount_umount_lazy(const char *path);
+/// posix_spawn of `path` with `argv`/`envp` (NULL-terminated; envp NULL: this process's), in
+/// `cwd` (NULL: here), stdin from /dev/null and stdout+stderr appended to `outfile` (NULL: inherited),
+/// in a process group of its own (so a timeout can stop its children too). 0 or an errno.
+int envmount_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                   const char *outfile, int *pid);
 #endif
