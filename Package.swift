@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "EnvPublish", dependencies: ["EnvFormat", "EnvStore", "SysKit"]),
 
         .executableTarget(name: "envmount", dependencies: [
-            "EnvFS", "FuseKit", "EnvStore", "EnvCache", "EnvFormat", "SysKit",
+            "EnvFS", "FuseKit", "EnvStore", "EnvCache", "EnvFormat", "SysKit", "EnvPublish",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "envpublish", dependencies: [

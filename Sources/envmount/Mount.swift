@@ -25,6 +25,9 @@ struct Mount: ParsableCommand {
     @Option(help: "Environment to mount (may be left out when the store holds one).")
     var env: String?
 
+    @Option(help: "Mount this recorded revision instead of the current one, on purpose (see `envmount ls`).")
+    var revision: UInt64?
+
     @Option(help: "Chunk cache directory, shared by all mounts (default: ~/.cache/envmount, /var/cache/envmount for root).")
     var cacheDir: String?
 
@@ -104,7 +107,9 @@ struct Mount: ParsableCommand {
             let s = try StoreFactory.open(storeSpec, options: storeArguments.options)
             let resolver = EnvironmentResolver(store: s, cache: cache)
             let opened: OpenedEnvironment
-            if daemonChild, let m = resolvedManifest.flatMap(ChunkID.init(hex:)), let e = env {
+            if let n = revision {
+                opened = try resolver.resolve(env: env, revision: n)
+            } else if daemonChild, let m = resolvedManifest.flatMap(ChunkID.init(hex:)), let e = env {
                 opened = try resolver.resolved(env: e, manifest: m, offline: resolvedOffline)
             } else {
                 opened = try resolver.resolve(env: env)
@@ -168,6 +173,7 @@ struct Mount: ParsableCommand {
         if let r = storeArguments.region { args += ["--region", r] }
         for m in storeArguments.mirrors { args += ["--mirror", m] }
         if opened.offline { args.append("--resolved-offline") }
+        if let n = revision { args += ["--revision", "\(n)"] }
         if let w = streamReadAhead { args += ["--stream-read-ahead", "\(w)"] }
         if let p = prefetch { args += ["--prefetch", p] }
         if let c = cacheSize { args += ["--cache-size", c] }
