@@ -133,8 +133,9 @@ public final class Publisher: Sendable {
         return walker
     }
 
-    /// What the store already has: the current ref, its chunk listing, and stored sizes from the
-    /// previous manifest (so reused chunks keep their compressed size in the new table).
+    /// What the store already has: the current ref, its chunk listing, and the chunks' stored
+    /// sizes (from the listing, or else the previous manifest), so reused chunks keep their
+    /// compressed size in the new table.
     struct StoreState {
         var previous: Ref?
         var present: Set<ChunkID> = []
@@ -149,8 +150,17 @@ public final class Publisher: Sendable {
         do { state.previous = try Ref.decode(try store.get(Ref.objectKey(env: options.env))) } catch let e as StoreError where e.isNotFound {
             state.previous = nil
         }
-        for h in try store.listChunkIDs() { if let id = ChunkID(hex: h) { state.present.insert(id) } }
-        if let p = state.previous, let m = try? Manifest.decode(try store.get(Ref.manifestKey(p.manifest))) {
+        if let c = store as? any ConsistentStore {
+            // One listing gives both: which chunks exist, and their compressed sizes.
+            for o in try c.listDetailed(prefix: "chunks/") {
+                guard let id = ChunkID(hex: String(o.key.split(separator: "/").last ?? "")) else { continue }
+                state.present.insert(id)
+                if o.size > 0 && o.size <= UInt64(UInt32.max) { state.storedSize[id] = UInt32(o.size) }
+            }
+        } else {
+            for h in try store.listChunkIDs() { if let id = ChunkID(hex: h) { state.present.insert(id) } }
+        }
+        if let p = state.previous, state.storedSize.isEmpty, let m = try? Manifest.decode(try store.get(Ref.manifestKey(p.manifest))) {
             for c in m.chunks where c.storedSize > 0 { state.storedSize[c.id] = c.storedSize }
         }
         return state

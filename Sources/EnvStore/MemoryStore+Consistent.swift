@@ -5,7 +5,7 @@ extension MemoryStore: ConsistentStore {
         if try exists(key) { return false }
         return try state.withLock { s in
             if s.objects[key] != nil { return false }
-            if s.unavailable { throw StoreError.unavailable(key: key, store: description, detail: "store offline") }
+            try Self.injectedFailure(&s, key, description)
             s.objects[key] = bytes
             s.modified[key] = Int64(time(nil))
             s.versions[key, default: 0] += 1
@@ -23,7 +23,7 @@ extension MemoryStore: ConsistentStore {
 
     public func putIfVersion(_ key: String, _ bytes: [UInt8], expected: String?) throws -> Bool {
         try state.withLock { s in
-            if s.unavailable { throw StoreError.unavailable(key: key, store: description, detail: "store offline") }
+            try Self.injectedFailure(&s, key, description)
             let current = s.objects[key] == nil ? nil : "\(s.versions[key] ?? 0)"
             guard current == expected else { return false }
             s.objects[key] = bytes
@@ -45,6 +45,15 @@ extension MemoryStore: ConsistentStore {
     public func delete(_ keys: [String]) throws -> Int {
         state.withLock { s in for k in keys { s.objects[k] = nil; s.modified[k] = nil } }
         return 1
+    }
+
+    /// Offline, or one of the failures `failPuts` asked for (conditional writes are puts too).
+    static func injectedFailure(_ s: inout State, _ key: String, _ description: String) throws {
+        if s.unavailable { throw StoreError.unavailable(key: key, store: description, detail: "store offline") }
+        if s.failNextPuts > 0 {
+            s.failNextPuts -= 1
+            throw StoreError.failed(key: key, store: description, detail: "injected put failure")
+        }
     }
 
     /// Moves an object's modification time into the past (for grace-period tests).

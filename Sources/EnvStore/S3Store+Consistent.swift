@@ -110,7 +110,7 @@ extension S3Store: ConsistentStore {
     }
 
     /// `2026-12-01T14:38:31.000Z` → Unix seconds (UTC; fractions dropped).
-    static func parseISO8601(_ s: String) -> Int64? {
+    public static func parseISO8601(_ s: String) -> Int64? {
         let d = Array(s.utf8)
         guard d.count >= 19 else { return nil }
         func num(_ a: Int, _ n: Int) -> Int64? {
