@@ -1,4 +1,5 @@
 import ArgumentParser
+import EnvDaemon
 import EnvFormat
 import EnvPublish
 import EnvStore
@@ -37,7 +38,7 @@ struct DiffCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let s = try StoreFactory.open(Mount.absoluteStoreSpec(store), options: storeArguments.options)
+            let s = try StoreFactory.open(HistoryAccess.storeSpec(store), options: storeArguments.options)
             let h = HistoryAccess(store: s, env: env)
             var a = from, b = to
             if a == nil || b == nil {

@@ -34,7 +34,7 @@ struct FreezeCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let s = try StoreFactory.open(Mount.absoluteStoreSpec(store), options: storeArguments.options)
+            let s = try StoreFactory.open(HistoryAccess.storeSpec(store), options: storeArguments.options)
             let h = HistoryAccess(store: s, env: env)
             let n = try revision ?? h.currentRef().revision
             let r = try h.record(n)

@@ -1,3 +1,4 @@
+import EnvDaemon
 import EnvFormat
 import EnvPublish
 import EnvStore
@@ -8,6 +9,9 @@ import SysKit
 struct HistoryAccess {
     let store: any ObjectStore
     let env: String
+
+    /// A store as given, with a relative directory made absolute.
+    static func storeSpec(_ s: String) -> String { s.contains("://") ? s : Mountpoints.absolute(s) }
 
     func currentRef() throws -> Ref {
         do { return try Ref.decode(try store.get(Ref.objectKey(env: env))) } catch let e as StoreError where e.isNotFound {

@@ -52,7 +52,7 @@ struct ListCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let s = try StoreFactory.open(Mount.absoluteStoreSpec(store), options: storeArguments.options)
+            let s = try StoreFactory.open(HistoryAccess.storeSpec(store), options: storeArguments.options)
             let catalog = try StoreCatalog.load(s, env: env, manifests: true)
             let unique = catalog.uniqueBytes()
             let cost = catalog.cost

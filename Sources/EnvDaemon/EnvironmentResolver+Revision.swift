@@ -7,7 +7,7 @@ extension EnvironmentResolver {
     /// A recorded revision, mounted on purpose (`--revision N`): its ref is the exact ref bytes
     /// kept in `revisions/<env>/<n>`, so it is checked as it was published. The cached current
     /// ref is left alone.
-    func resolve(env: String?, revision n: UInt64) throws -> OpenedEnvironment {
+    public func resolve(env: String?, revision n: UInt64) throws -> OpenedEnvironment {
         let name = try env ?? onlyEnvironment()
         let key = RevisionRecord.objectKey(env: name, revision: n)
         let record: RevisionRecord
