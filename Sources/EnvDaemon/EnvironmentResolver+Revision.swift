@@ -28,6 +28,9 @@ extension EnvironmentResolver {
         guard ref.revision == n, ref.manifest.hex == record.manifest else {
             throw MountError("\(store.description): \(key) holds a ref for revision \(ref.revision), manifest \(ref.manifest.hex.prefix(16)); the record is inconsistent")
         }
-        return OpenedEnvironment(env: name, ref: ref, manifest: try loadManifest(ref.manifest), offline: false)
+        // Checked like any ref (signature, trusted key); the rollback check lets an older
+        // revision through only because --revision sets allowOlder (MountDaemon).
+        let signer = try trust.admit(ref, env: name, store: store.description, source: "\(key) in \(store.description)")
+        return OpenedEnvironment(env: name, ref: ref, manifest: try loadManifest(ref.manifest), offline: false, signedBy: signer)
     }
 }

@@ -47,9 +47,18 @@ extension Publisher {
             if let p = previous, p.manifest == manifestID {
                 result.ref = p
                 result.unchanged = true
+                // An unchanged tree published with a new key: the same revision, now signed by it.
+                if let s = options.signer, p.signature?.keyID != s.keyID {
+                    result.ref = try s.sign(p, env: options.env)
+                    try store.put(Ref.objectKey(env: options.env), try encodeRef(result.ref))
+                }
                 return
             }
-            let record = try RevisionLog(store: store, env: options.env).commit(template, after: previous) { try encodeRef($0) }
+            // The ref is signed for the number actually claimed (a lost race re-signs for n+1).
+            let signer = options.signer, env = options.env
+            let record = try RevisionLog(store: store, env: env).commit(template, after: previous) { ref in
+                try encodeRef(try signer?.sign(ref, env: env) ?? ref)
+            }
             result.ref = try Ref.decode(record.refBytes)
             result.record = record
         } catch let e as PublishError {

@@ -60,7 +60,7 @@ extension DirectoryStore: ConsistentStore {
             try FS.makeDirectories(root + "/.locks")
             let lock = try FileDescriptor.open(lockPath, O_RDWR | O_CREAT, mode: 0o644)
             defer { lock.close() }
-            try lock.lockExclusive()
+            try lock.flockExclusive(path: lockPath)
             let current: String?
             do { current = Self.version(try FS.stat(path(key))) } catch let e as SystemError where e.errno == ENOENT {
                 current = nil

@@ -26,6 +26,9 @@ struct RollbackCommand: ParsableCommand {
     @Option(help: "The revision to make current again.")
     var to: UInt64
 
+    @Option(name: .customLong("sign"), help: ArgumentHelp("Sign the new revision's ref with this Ed25519 private key (as `envpublish --sign`).", valueName: "KEYFILE"))
+    var signKey: String?
+
     @Option(help: "S3 endpoint URL (R2, MinIO); default AWS_ENDPOINT_URL or AWS.")
     var endpoint: String?
 
@@ -44,7 +47,9 @@ struct RollbackCommand: ParsableCommand {
         o.region = region
         do {
             let s = try StoreFactory.open(store, options: o)
-            let r = try Rollback.run(store: s, env: env, to: to)
+            let signer = try signKey.map { try RefSigner(keyFile: $0) }
+            let env = self.env
+            let r = try Rollback.run(store: s, env: env, to: to, encodeRef: { ref in try (signer?.sign(ref, env: env) ?? ref).encode() })
             Console.out("\(env): revision \(r.revision) restores revision \(to) (manifest \(r.manifest.prefix(16))), now current")
         } catch {
             Console.error("envpublish: \(error)")
