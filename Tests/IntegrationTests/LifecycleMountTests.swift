@@ -190,6 +190,52 @@ final class LifecycleMountTests: XCTestCase {
     }
 }
 
+extension LifecycleMountTests {
+    /// Signed revisions: `--revision N` mounts an older signed revision on purpose past the
+    /// rollback check, a replayed older ref without it is still refused, and a signed rollback
+    /// becomes the newest revision.
+    func testSignedRevisionsMountOnPurposeAndRollBack() throws {
+        let store = h.dir + "/store", key = h.dir + "/key.pem", state = h.dir + "/state"
+        let env = ["ENVMOUNT_CONFIG_DIR": h.dir + "/etc"]
+        XCTAssertEqual(try h.run("envpublish", ["keygen", key]).status, 0)
+        var rng = SeededRandom(seed: 9)
+        for t in ["a", "b"] {
+            try FS.makeDirectories(h.dir + "/\(t)/pkg")
+            try writeFile((h.dir + "/\(t)/pkg/\(t).bin").pathBytes, rng.bytes(1 << 20))
+            let p = try h.run("envpublish", [h.dir + "/" + t, store, "--env", "s", "--sign", key, "--quiet"])
+            XCTAssertEqual(p.status, 0, p.stderr)
+        }
+        let trust = ["--env", "s", "--trust", key + ".pub", "--state-dir", state]
+        try h.mount(store, h.dir + "/m2", cache: h.dir + "/cache", trust, env: env)
+        XCTAssertEqual(try h.unmount(h.dir + "/m2").status, 0)
+
+        // Replaying revision 1's ref (validly signed) is refused as a rollback ...
+        let current = try FS.readFile(store + "/refs/s")
+        let old = try RevisionRecord.decode(try FS.readFile(store + "/revisions/s/1"))
+        try FS.writeFileAtomically(store + "/refs/s", old.refBytes)
+        try FS.makeDirectories(h.dir + "/m1")
+        let refused = try h.run("envmount", ["mount", store, h.dir + "/m1", "--cache-dir", h.dir + "/cache"] + trust, env: env)
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("rollback"), refused.stderr)
+        try FS.writeFileAtomically(store + "/refs/s", current)
+        // ... but mounting it on purpose works, and is checked as signed.
+        try h.mount(store, h.dir + "/m1", cache: h.dir + "/cache", trust + ["--revision", "1"], env: env)
+        XCTAssertEqual(try TreeFixture.assertSame(source: h.dir + "/a", mount: h.dir + "/m1", skipContent: []), 3)
+        XCTAssertEqual(try h.unmount(h.dir + "/m1").status, 0)
+
+        // A signed rollback is revision 3, and mounts as the newest.
+        let rb = try h.run("envpublish", ["rollback", store, "--env", "s", "--to", "1", "--sign", key])
+        XCTAssertEqual(rb.status, 0, rb.stderr)
+        XCTAssertTrue(rb.stdout.contains("revision 3 restores revision 1"), rb.stdout)
+        try FS.makeDirectories(h.dir + "/m3")
+        let again = try h.run("envmount", ["mount", store, h.dir + "/m3", "--cache-dir", h.dir + "/cache"] + trust, env: env)
+        XCTAssertEqual(again.status, 0, again.stderr)
+        try h.adopt(h.dir + "/m3", again)
+        XCTAssertTrue(again.stdout.contains("revision 3"), again.stdout)
+        XCTAssertEqual(try TreeFixture.assertSame(source: h.dir + "/a", mount: h.dir + "/m3", skipContent: []), 3)
+    }
+}
+
 final class LockedResults: @unchecked Sendable {
     private let lock = NSLock()
     private var items: [CommandResult?] = []
