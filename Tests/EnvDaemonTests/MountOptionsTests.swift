@@ -89,5 +89,7 @@ final class MountOptionsTests: XCTestCase {
         try writeFile(conf, Array("mount_max = 10\n  user_allow_other \n".utf8))
         XCTAssertTrue(MountDaemon.fuseOptions(o, env: "e", uid: 1000, fuseConf: conf).contains("allow_other"))
         XCTAssertEqual(Array(MountDaemon.fuseOptions(o, env: "e", uid: 0, fuseConf: conf).prefix(2)), ["ro", "default_permissions"])
+        XCTAssertTrue(MountDaemon.fuseOptions(o, env: "e", uid: 1000, fuseConf: conf).contains("auto_unmount"))
+        XCTAssertFalse(MountDaemon.fuseOptions(o, env: "e", uid: 0, fuseConf: conf).contains("auto_unmount"))
     }
 }
