@@ -21,6 +21,11 @@ echo "== pyc: publish"
 "$BIN/envpublish" "$VENV" "$WORK/store-full" --env v -q
 "$BIN/envpublish" "$VENV" "$WORK/store-nopyc" --env v --exclude '*.pyc' --exclude __pycache__ | grep -E 'excluded|revision'
 du -sb "$WORK/store-full" "$WORK/store-nopyc"
+"$VENV/bin/python" -m pip freeze > "$WORK/pip-freeze.txt" 2>/dev/null && {
+  "$BIN/envmount" freeze "$WORK/store-full" --env v > "$WORK/envmount-freeze.txt"
+  if cmp -s "$WORK/pip-freeze.txt" "$WORK/envmount-freeze.txt"; then echo "freeze == pip freeze ($(wc -l < "$WORK/pip-freeze.txt") lines)"
+  else echo "freeze differs from pip freeze:"; diff "$WORK/pip-freeze.txt" "$WORK/envmount-freeze.txt" || true; fi
+}
 for kind in full nopyc; do   # fill each chunk cache once
   mkdir -p "$WORK/mnt-$kind"
   "$BIN/envmount" mount "$WORK/store-$kind" "$WORK/mnt-$kind" --env v --cache-dir "$WORK/cache-$kind" >/dev/null
