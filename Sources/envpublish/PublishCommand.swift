@@ -73,6 +73,9 @@ struct PublishCommand: ParsableCommand {
         let quiet = self.quiet
         do {
             options.signer = try signKey.map { try RefSigner(keyFile: $0) }
+            if let k = signKey, let st = try? FS.stat(k), st.mode & 0o077 != 0 {
+                Console.error("envpublish: warning: signing key \(k) can be read by others (mode \(String(st.mode & 0o777, radix: 8))); chmod 600 it")
+            }
             let s = try StoreFactory.open(store, options: storeOptions)
             let publisher = Publisher(store: s, options: options, progress: { p in
                 guard !quiet else { return }
