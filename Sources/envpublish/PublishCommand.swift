@@ -89,6 +89,9 @@ struct PublishCommand: ParsableCommand {
                 options.excludes += try ExcludeRules.patterns(fromFile: bytes, path: file)
             }
             options.signer = try signKey.map { try RefSigner(keyFile: $0) }
+            if let k = signKey, let st = try? FS.stat(k), st.mode & 0o077 != 0 {
+                Console.error("envpublish: warning: signing key \(k) can be read by others (mode \(String(st.mode & 0o777, radix: 8))); chmod 600 it")
+            }
             let s = try StoreFactory.open(store, options: storeOptions)
             let publisher = Publisher(store: s, options: options, progress: { p in
                 guard !quiet else { return }
