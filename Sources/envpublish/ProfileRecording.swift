@@ -19,6 +19,7 @@ struct ProfileRecording {
     let storeArgs: [String]
     let env: String
     let manifestHex: String
+    let revision: UInt64
     let source: String
     let timeout: Double
     let quiet: Bool
@@ -137,7 +138,7 @@ struct ProfileRecording {
             let r = try Subprocess.run([envmount] + args, outputFile: log, timeoutSeconds: timeout)
             return (r, String(decoding: (try? FS.readFile(log)) ?? [], as: UTF8.self))
         }
-        let (m, mOut) = try envmountRun(["mount", store, mnt, "--env", env, "--cache-dir", cache, "--no-prefetch"] + storeArgs)
+        let (m, mOut) = try envmountRun(["mount", store, mnt, "--env", env, "--revision", "\(revision)", "--cache-dir", cache, "--no-prefetch"] + storeArgs)
         guard m.status == 0 else { throw RecordError("recording profile \(name): envmount mount failed: \(mOut.trimmingWhitespace())") }
         var mounted = true
         defer {

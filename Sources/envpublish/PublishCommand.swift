@@ -34,6 +34,15 @@ struct PublishCommand: ParsableCommand {
     @Flag(help: "Leave out FIFOs, sockets and device nodes with a warning instead of failing.")
     var skipSpecial = false
 
+    @Option(name: .customLong("exclude"), help: ArgumentHelp("Leave out paths matching PATTERN, rsync's rules (repeatable): `__pycache__`, `*.pyc`, `.pytest_cache/` (directories only), `/share/doc` (anchored at the top), `a/b` (the end of a path), `**` across directories.", valueName: "PATTERN"))
+    var excludes: [String] = []
+
+    @Option(help: ArgumentHelp("Read exclude patterns from FILE, one a line (`#` and `;` start comments, a `- ` prefix is allowed).", valueName: "FILE"))
+    var excludeFrom: [String] = []
+
+    @Option(help: "Price of a GB-month for the cost line (default: Cloudflare R2's $0.015; S3 Standard is $0.023).")
+    var pricePerGb: Double = StoreCost.defaultPricePerGB
+
     @Option(help: "zstd level for chunks (1-19). Chunks are compressed one by one, so level 4 is needed to stay within 4 % of one `zstd -3` stream of the tree (measured: 3 → +4.8 %, 4 → +4.0 %, 5 → +0.0 % but 20 % slower).")
     var level: Int32 = 4
 
@@ -75,6 +84,7 @@ struct PublishCommand: ParsableCommand {
         for r in ProfileRecording.parse(records) where r.code.trimmingWhitespace().isEmpty {
             throw ValidationError("--record '\(r.profile)=' has no code to run")
         }
+        guard pricePerGb.isFinite && pricePerGb >= 0 else { throw ValidationError("--price-per-gb must be a number >= 0") }
     }
 
     func run() throws {
@@ -87,10 +97,19 @@ struct PublishCommand: ParsableCommand {
         options.skipSpecial = skipSpecial
         options.compressionLevel = level
         options.workers = jobs
+        options.excludes = excludes
         let tty = Console.isTerminal(2)
         let quiet = self.quiet
         do {
+            for file in excludeFrom {
+                let bytes: [UInt8]
+                do { bytes = try FS.readFile(file) } catch { throw PublishError.unreadable(path: file, reason: "\(error)") }
+                options.excludes += try ExcludeRules.patterns(fromFile: bytes, path: file)
+            }
             options.signer = try signKey.map { try RefSigner(keyFile: $0) }
+            if let k = signKey, let st = try? FS.stat(k), st.mode & 0o077 != 0 {
+                Console.error("envpublish: warning: signing key \(k) can be read by others (mode \(String(st.mode & 0o777, radix: 8))); chmod 600 it")
+            }
             let s = try StoreFactory.open(store, options: storeOptions)
             let publisher = Publisher(store: s, options: options, progress: { p in
                 guard !quiet else { return }
@@ -103,7 +122,8 @@ struct PublishCommand: ParsableCommand {
             if !quiet {
                 Console.out("""
                     \(r.files) files (\(formatBytes(r.fileBytes))), \(r.directories) directories, \(r.symlinks) symlinks, \
-                    \(r.hardlinks) hardlinks\(r.skipped > 0 ? ", \(r.skipped) special files skipped" : "")
+                    \(r.hardlinks) hardlinks\(r.skipped > 0 ? ", \(r.skipped) special files skipped" : "")\
+                    \(options.excludes.isEmpty ? "" : "; excluded \(r.excludedFiles) files (\(formatBytes(r.excludedBytes)))")
                     \(r.chunks) chunks: \(r.chunksUploaded) uploaded (\(formatBytes(r.bytesUploaded)) compressed), \
                     \(r.chunksReused) already in the store; manifest \(formatBytes(UInt64(r.manifestBytes)))
                     """)
@@ -114,6 +134,9 @@ struct PublishCommand: ParsableCommand {
             } else {
                 Console.out("\(name): revision \(r.ref.revision), manifest \(r.ref.manifest.hex.prefix(16))\(signed), published to \(store) in \(String(format2: r.seconds)) s")
             }
+            if !quiet, let cost = try? StoreCost.measure(s) {
+                Console.out(cost.summary(pricePerGB: pricePerGb))
+            }
             if !noRecord {
                 let snippets = ProfileRecording.parse(records)
                 let defaultKey = Profile.objectKey(env: name, manifest: r.ref.manifest, name: "default")
@@ -123,7 +146,7 @@ struct PublishCommand: ParsableCommand {
                     var storeArgs: [String] = []
                     if let e = endpoint { storeArgs += ["--endpoint", e] }
                     if let g = region { storeArgs += ["--region", g] }
-                    let rec = ProfileRecording(store: store, storeArgs: storeArgs, env: name, manifestHex: r.ref.manifest.hex,
+                    let rec = ProfileRecording(store: store, storeArgs: storeArgs, env: name, manifestHex: r.ref.manifest.hex, revision: r.ref.revision,
                                                source: (try? FS.realpath(source)) ?? source, timeout: recordTimeout, quiet: quiet)
                     do {
                         if try !rec.run(snippets: snippets) { throw RecordError("a recorded snippet failed (see above)") }

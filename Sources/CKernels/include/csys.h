@@ -17,6 +17,8 @@ int envmount_statvfs_avail(const char *path, uint64_t *bytes);
 int envmount_syncfs(int fd);
 /// umount2(path, MNT_DETACH): lazy unmount, for a stale FUSE mount left by a killed daemon.
 int envmount_umount_lazy(const char *path);
+/// flock(fd, LOCK_EX): an exclusive lock on the open file (Swift sees `flock` as the struct).
+int envmount_flock_exclusive(int fd);
 /// posix_spawn of `path` with `argv`/`envp` (NULL-terminated; envp NULL: this process's), in
 /// `cwd` (NULL: here), stdin from /dev/null and stdout+stderr appended to `outfile` (NULL: inherited),
 /// in a process group of its own (so a timeout can stop its children too). 0 or an errno.
