@@ -7,6 +7,7 @@
 //   manifest        the chunk table (one record per distinct chunk), spans renumbered to it
 //   commit          Publisher+Commit: manifest, then the ref (`encodeRef` is where a signer
 //                   hooks in)
+//   profiles        Publisher+Profiles: the previous revision's profiles carried to the new one
 import Glibc
 import SysKit
 import EnvFormat
@@ -48,6 +49,8 @@ public struct PublishResult: Sendable {
     public var chunksReused = 0
     public var manifestBytes = 0
     public var seconds = 0.0
+    /// Profiles of the previous revision carried to this one (Publisher+Profiles).
+    public var carriedProfiles: [CarriedProfile] = []
 }
 
 public final class Publisher: Sendable {
@@ -88,6 +91,7 @@ public final class Publisher: Sendable {
         result.manifestBytes = encoded.count
 
         try commit(manifest: encoded, previous: known.previous, result: &result)
+        carryProfiles(previous: known.previous, manifest: encoded, result: &result)
         result.seconds = Double(ProcessControl.monotonicNs() - start) / 1e9
         return result
     }

@@ -96,6 +96,10 @@ struct PublishCommand: ParsableCommand {
             } else {
                 Console.out("\(name): revision \(r.ref.revision), manifest \(r.ref.manifest.hex.prefix(16))\(signed), published to \(store) in \(String(format2: r.seconds)) s")
             }
+            for c in r.carriedProfiles {
+                let dropped = c.filesDropped > 0 ? "; \(c.filesDropped) files it read are gone" : ""
+                Console.out("carried profile \(c.name) (\(c.chunks) chunks, \(formatBytes(c.rawBytes))) from revision \(c.fromRevision)\(dropped)")
+            }
         } catch {
             if tty { Console.write(2, "\r\u{1b}[K") }
             Console.error("envpublish: \(error)")
