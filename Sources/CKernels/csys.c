@@ -26,4 +26,10 @@ int envmount_statvfs_avail(const char *path, uint64_t *bytes) {
 
 int envmount_umount_lazy(const char *path) { return umount2(path, MNT_DETACH); }
 
+int envmount_mount(const char *source, const char *target, const char *fstype, const char *data) {
+    return mount(source, target, fstype, 0, data);
+}
+
+int envmount_umount(const char *path) { return umount2(path, 0); }
+
 int envmount_syncfs(int fd) { return syncfs(fd); }

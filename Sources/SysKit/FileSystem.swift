@@ -188,6 +188,16 @@ public enum FS {
         _ = try valueOrErrno("umount2", path) { envmount_umount_lazy(path) }
     }
 
+    /// Unmounts now (`umount2(path, 0)`): EBUSY while files are open there.
+    public static func unmount(_ path: String) throws {
+        _ = try valueOrErrno("umount2", path) { envmount_umount(path) }
+    }
+
+    /// `mount(2)`: `source` on `target` as a file system of `type` with the option string `options`.
+    public static func mount(source: String, target: String, type: String, options: String) throws {
+        _ = try valueOrErrno("mount", target) { envmount_mount(source, target, type, options) }
+    }
+
     public static func realpath(_ path: String) throws -> String {
         guard let r = Glibc.realpath(path, nil) else {
             throw SystemError(errno: Glibc.errno, call: "realpath", path: path)

@@ -69,6 +69,9 @@ struct Mount: ParsableCommand {
     @Flag(help: "Log every FUSE request (libfuse's debug output; with --foreground).")
     var fuseDebug = false
 
+    @Option(help: ArgumentHelp("Put a local writable layer in DIR over the environment (overlayfs; root only): pip install and uninstall work, the published environment stays read-only underneath. The layer persists across remounts with the same DIR and keeps the revision it was made over; `envmount reset` discards it.", valueName: "DIR"))
+    var writable: String?
+
     @Flag(help: .private)
     var daemonChild = false
 
@@ -103,12 +106,14 @@ struct Mount: ParsableCommand {
             let storeSpec = Self.absoluteStoreSpec(store)
             let s = try StoreFactory.open(storeSpec, options: storeArguments.options)
             let resolver = EnvironmentResolver(store: s, cache: cache)
-            let opened: OpenedEnvironment
+            var opened: OpenedEnvironment
             if daemonChild, let m = resolvedManifest.flatMap(ChunkID.init(hex:)), let e = env {
                 opened = try resolver.resolved(env: e, manifest: m, offline: resolvedOffline)
             } else {
                 opened = try resolver.resolve(env: env)
             }
+            let layer = try writable.map { try WritableLayer(dir: $0) }
+            if let layer { opened = try layer.pin(opened, storeSpec: storeSpec, mountpoint: mp, resolver: resolver, announce: !daemonChild) }
             let log = logFile.map(Mountpoints.absolute) ?? "\(cacheDirectory)/logs/\(opened.env).log"
             if let p = prefetch, !daemonChild {
                 let key = Profile.objectKey(env: opened.env, manifest: opened.ref.manifest, name: p)
@@ -117,7 +122,7 @@ struct Mount: ParsableCommand {
                 }
             }
             if foreground {
-                try serve(mp: mp, store: s, cache: cache, opened: opened, log: log)
+                try serve(mp: mp, store: s, cache: cache, opened: opened, log: log, layer: layer, storeSpec: storeSpec)
             } else {
                 try spawnDaemon(mp: mp, storeSpec: storeSpec, cacheDirectory: cacheDirectory, opened: opened, log: log)
             }
@@ -132,6 +137,14 @@ struct Mount: ParsableCommand {
     /// A mount point must be an existing directory that nothing is mounted on. A stale FUSE
     /// mount (its daemon was killed: "Transport endpoint is not connected") is detached first.
     func prepareMountpoint(_ mp: String) throws -> String {
+        if let m = Mountpoints.find(mp), let layer = WritableLayer.of(m) {
+            // A writable mount whose daemon is gone: its overlay and the dead FUSE mount under it.
+            let lowerAlive = Mountpoints.find(layer.lower) != nil && (try? FS.fileSystemType(layer.lower)) != nil
+            if lowerAlive { throw MountError("\(mp) is already a mount point (writable envmount over \(layer.dir)); unmount it first") }
+            Console.error("envmount: \(mp) is a stale writable mount (its daemon is gone); detaching it")
+            try? FS.lazyUnmount(mp)
+            if Mountpoints.find(layer.lower) != nil { try? FS.lazyUnmount(layer.lower) }
+        }
         if let m = Mountpoints.find(mp) {
             // statfs always reaches the daemon (stat may be answered from the kernel's cache),
             // so ENOTCONN here means the daemon is gone.
@@ -174,6 +187,7 @@ struct Mount: ParsableCommand {
         if noKeepCache { args.append("--no-keep-cache") }
         if noSplice { args.append("--no-splice") }
         if withOpen { args.append("--with-open") }
+        if let w = writable { args += ["--writable", Mountpoints.absolute(w)] }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: String(decoding: try FS.readlink("/proc/self/exe".pathBytes), as: UTF8.self))
         p.arguments = args
@@ -203,7 +217,8 @@ struct Mount: ParsableCommand {
     }
 
     /// Serves the mount in this process until it is unmounted or signalled.
-    func serve(mp: String, store: any ObjectStore, cache: ChunkCache, opened: OpenedEnvironment, log: String) throws {
+    func serve(mp: String, store: any ObjectStore, cache: ChunkCache, opened: OpenedEnvironment, log: String,
+               layer: WritableLayer? = nil, storeSpec: String = "") throws {
         let manifest = opened.manifest
         let fetcher = ChunkFetcher(store: store, cache: cache, manifest: manifest,
                                    describe: { [manifest] chunk in Self.describeChunk(manifest, chunk) })
@@ -225,14 +240,32 @@ struct Mount: ParsableCommand {
         config.keepCache = !noKeepCache
         config.splice = !noSplice
         config.zeroMessageOpen = !withOpen
-        var options = ["ro", "default_permissions", "fsname=envmount:\(opened.env)", "subtype=envmount"]
+        // Under a writable layer the FUSE mount is the overlay's hidden lower layer, at DIR/lower.
+        let fuseMountpoint = layer?.lower ?? mp
+        let fsname = (layer == nil ? WritableLayer.overlaySourcePrefix : WritableLayer.lowerSourcePrefix) + opened.env
+        var options = ["ro", "default_permissions", "fsname=\(fsname)", "subtype=envmount"]
         if ProcessControl.userID == 0 { options.append("allow_other") }
         if fuseDebug { options.append("debug") }
-        let session = try FuseSession(fs: FuseBridge(fs), mountpoint: mp, options: options, config: config)
+        if let layer { try layer.prepare() }
+        let session = try FuseSession(fs: FuseBridge(fs), mountpoint: fuseMountpoint, options: options, config: config)
         let daemonChild = self.daemonChild
         let env = opened.env, revision = opened.ref.revision
         let prefetch = self.prefetch
+        let layerFailed = LayerFailure()
+        let record = WritableLayer.Record(store: storeSpec, env: env, manifest: opened.ref.manifest, revision: revision)
         let rc = session.run(onReady: {
+            if let layer {
+                do {
+                    try layer.mountOverlay(at: mp, env: env)
+                    if (try? layer.readRecord()) == nil { try layer.writeRecord(record) }
+                } catch {
+                    Console.error("envmount: \(error)")
+                    layerFailed.set()
+                    layer.unmountOverlay(at: mp)
+                    try? FS.unmount(layer.lower)
+                    return
+                }
+            }
             do { try service.startControlSocket() } catch {
                 Log.error("control socket unavailable (status, warm and profile will not reach this mount): \(error)")
             }
@@ -256,8 +289,9 @@ struct Mount: ParsableCommand {
                     Log.error("cannot prefetch profile \(p): \(error)")
                 }
             }
-        })
+        }, beforeUnmount: { layer?.unmountOverlay(at: mp) })
         service.removeControlSocket()
+        if layerFailed.isSet { throw ExitCode.failure }
         pool.stop()
         Log.info("unmounted \(mp): \(fetcher.stats.summary); peak RSS \(formatBytes(ProcessControl.peakResidentBytes()))")
         if rc != 0 && rc != -SIGTERM && rc != -SIGINT && rc != -SIGHUP { throw ExitCode(rc < 0 ? 1 : rc) }

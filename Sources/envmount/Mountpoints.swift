@@ -8,6 +8,8 @@ enum Mountpoints {
         var mountpoint: String
         var fsType: String
         var source: String
+        /// The file system's own options (for overlayfs: lowerdir, upperdir, workdir).
+        var superOptions: String = ""
     }
 
     static func all() -> [Entry] {
@@ -18,12 +20,19 @@ enum Mountpoints {
             guard halves.count == 2 else { continue }
             let left = halves[0].split(separator: " "), right = halves[1].split(separator: " ")
             guard left.count >= 5, right.count >= 2 else { continue }
-            out.append(Entry(mountpoint: unescape(String(left[4])), fsType: String(right[0]), source: unescape(String(right[1]))))
+            out.append(Entry(mountpoint: unescape(String(left[4])), fsType: String(right[0]), source: unescape(String(right[1])),
+                             superOptions: right.count > 2 ? unescape(String(right[2])) : ""))
         }
         return out
     }
 
     static func find(_ path: String) -> Entry? { all().last { $0.mountpoint == path } }
+
+    /// A mount point users address: an envmount FUSE mount, or the overlay of a writable one
+    /// (not the FUSE mount hidden under it).
+    static func isEnvmountMount(_ e: Entry) -> Bool {
+        (e.fsType == "fuse.envmount" && !e.source.hasPrefix(WritableLayer.lowerSourcePrefix)) || WritableLayer.of(e) != nil
+    }
 
     /// mountinfo writes space, tab, newline and backslash as \ooo.
     static func unescape(_ s: String) -> String {

@@ -14,7 +14,7 @@ struct Status: ParsableCommand {
 
     func run() throws {
         let mps = mountpoint.map { [Mountpoints.absolute($0)] }
-            ?? Mountpoints.all().filter { $0.fsType == "fuse.envmount" }.map(\.mountpoint)
+            ?? Mountpoints.all().filter(Mountpoints.isEnvmountMount).map(\.mountpoint)
         if mps.isEmpty {
             if json { Console.out("[]") } else { Console.out("no envmount mounts") }
             return
@@ -23,7 +23,10 @@ struct Status: ParsableCommand {
         var failed = false
         for mp in mps {
             do {
-                if let s = try ControlClient.send(mp, ControlRequest(op: "status")).status { infos.append(s) }
+                if var s = try ControlClient.send(mp, ControlRequest(op: "status")).status {
+                    s.writableLayer = Mountpoints.find(mp).flatMap(WritableLayer.of)?.dir
+                    infos.append(s)
+                }
             } catch {
                 Console.error("envmount: \(error)")
                 failed = true
@@ -50,6 +53,9 @@ struct Status: ParsableCommand {
             "  errors    \(s.fetchErrors) fetch errors, \(s.corruptChunks) corrupt chunks refused" + (s.lastError.map { "; last: \($0)" } ?? ""),
             "  daemon    pid \(s.pid), RSS \(formatBytes(s.rssBytes)), \(s.recordedChunks) chunks read (recorded for profiles), \(s.readAheadQueued) read-ahead queued",
         ]
+        if let w = s.writableLayer {
+            lines.insert("  writable  \(w) (changes in \(w)/upper; `envmount reset \(s.mountpoint)` discards them)", at: 2)
+        }
         for j in s.jobs {
             lines.append("  warm      \(j.label): \(j.doneChunks)/\(j.chunks) chunks, \(formatBytes(j.doneBytes))/\(formatBytes(j.bytes))"
                          + (j.finished ? ", done in \(String(format2: j.seconds)) s" : ", running") + (j.failedChunks > 0 ? ", \(j.failedChunks) failed" : ""))

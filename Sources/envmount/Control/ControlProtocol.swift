@@ -54,6 +54,8 @@ struct StatusInfo: Codable {
     var rssBytes: UInt64
     var jobs: [JobInfo]
     var lastError: String?
+    /// The writable layer's directory (filled in by `envmount status` from mountinfo).
+    var writableLayer: String?
 }
 
 struct ControlReply: Codable {
