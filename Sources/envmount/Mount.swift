@@ -72,6 +72,9 @@ struct Mount: ParsableCommand {
     @Option(help: ArgumentHelp("Put a local writable layer in DIR over the environment (overlayfs; root only): pip install and uninstall work, the published environment stays read-only underneath. The layer persists across remounts with the same DIR and keeps the revision it was made over; `envmount reset` discards it.", valueName: "DIR"))
     var writable: String?
 
+    @Flag(help: "Serve every file through FUSE even when this revision is materialized in the cache, and do not materialize it (for measurements).")
+    var noNative = false
+
     @Flag(help: .private)
     var daemonChild = false
 
@@ -137,13 +140,14 @@ struct Mount: ParsableCommand {
     /// A mount point must be an existing directory that nothing is mounted on. A stale FUSE
     /// mount (its daemon was killed: "Transport endpoint is not connected") is detached first.
     func prepareMountpoint(_ mp: String) throws -> String {
-        if let m = Mountpoints.find(mp), let layer = WritableLayer.of(m) {
-            // A writable mount whose daemon is gone: its overlay and the dead FUSE mount under it.
-            let lowerAlive = Mountpoints.find(layer.lower) != nil && (try? FS.fileSystemType(layer.lower)) != nil
-            if lowerAlive { throw MountError("\(mp) is already a mount point (writable envmount over \(layer.dir)); unmount it first") }
-            Console.error("envmount: \(mp) is a stale writable mount (its daemon is gone); detaching it")
+        if let m = Mountpoints.find(mp), let overlay = EnvOverlay.of(m) {
+            // An overlay mount whose daemon is gone: the overlay and the dead FUSE mount under it.
+            let lower = overlay.fuseLower
+            let lowerAlive = Mountpoints.find(lower) != nil && (try? FS.fileSystemType(lower)) != nil
+            if lowerAlive { throw MountError("\(mp) is already a mount point (envmount \(overlay.env)); unmount it first") }
+            Console.error("envmount: \(mp) is a stale envmount mount (its daemon is gone); detaching it")
             try? FS.lazyUnmount(mp)
-            if Mountpoints.find(layer.lower) != nil { try? FS.lazyUnmount(layer.lower) }
+            if Mountpoints.find(lower) != nil { try? FS.lazyUnmount(lower) }
         }
         if let m = Mountpoints.find(mp) {
             // statfs always reaches the daemon (stat may be answered from the kernel's cache),
@@ -187,6 +191,7 @@ struct Mount: ParsableCommand {
         if noKeepCache { args.append("--no-keep-cache") }
         if noSplice { args.append("--no-splice") }
         if withOpen { args.append("--with-open") }
+        if noNative { args.append("--no-native") }
         if let w = writable { args += ["--writable", Mountpoints.absolute(w)] }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: String(decoding: try FS.readlink("/proc/self/exe".pathBytes), as: UTF8.self))
@@ -240,29 +245,34 @@ struct Mount: ParsableCommand {
         config.keepCache = !noKeepCache
         config.splice = !noSplice
         config.zeroMessageOpen = !withOpen
-        // Under a writable layer the FUSE mount is the overlay's hidden lower layer, at DIR/lower.
-        let fuseMountpoint = layer?.lower ?? mp
-        let fsname = (layer == nil ? WritableLayer.overlaySourcePrefix : WritableLayer.lowerSourcePrefix) + opened.env
+        // A materialized tree of this revision is served by the kernel from the cache; the FUSE
+        // mount then sits under an overlay (as it does under a writable layer), hidden.
+        let tree = MaterializedTree(cacheDirectory: cache.directory, manifest: manifest, id: opened.ref.manifest)
+        let native = !noNative && NativeServing.useTree(tree)
+        let overlaid = layer != nil || native
+        let fuseMountpoint = layer?.lower ?? (overlaid ? EnvOverlay.hiddenLower(for: mp) : mp)
+        let fsname = (overlaid ? WritableLayer.lowerSourcePrefix : WritableLayer.overlaySourcePrefix) + opened.env
         var options = ["ro", "default_permissions", "fsname=\(fsname)", "subtype=envmount"]
         if ProcessControl.userID == 0 { options.append("allow_other") }
         if fuseDebug { options.append("debug") }
-        if let layer { try layer.prepare() }
+        if let layer { try layer.prepare() } else if overlaid { try FS.makeDirectories(fuseMountpoint, mode: 0o700) }
         let session = try FuseSession(fs: FuseBridge(fs), mountpoint: fuseMountpoint, options: options, config: config)
         let daemonChild = self.daemonChild
         let env = opened.env, revision = opened.ref.revision
         let prefetch = self.prefetch
         let layerFailed = LayerFailure()
+        let materializer = NativeServing.Materializer(tree: tree, fetcher: fetcher, cache: cache)
         let record = WritableLayer.Record(store: storeSpec, env: env, manifest: opened.ref.manifest, revision: revision)
         let rc = session.run(onReady: {
-            if let layer {
+            if overlaid {
                 do {
-                    try layer.mountOverlay(at: mp, env: env)
-                    if (try? layer.readRecord()) == nil { try layer.writeRecord(record) }
+                    try EnvOverlay.mount(env: env, at: mp, lowers: (native ? [tree.path] : []) + [fuseMountpoint], layer: layer)
+                    if let layer, (try? layer.readRecord()) == nil { try layer.writeRecord(record) }
                 } catch {
                     Console.error("envmount: \(error)")
                     layerFailed.set()
-                    layer.unmountOverlay(at: mp)
-                    try? FS.unmount(layer.lower)
+                    EnvOverlay.unmount(at: mp)
+                    try? FS.unmount(fuseMountpoint)
                     return
                 }
             }
@@ -289,8 +299,15 @@ struct Mount: ParsableCommand {
                     Log.error("cannot prefetch profile \(p): \(error)")
                 }
             }
-        }, beforeUnmount: { layer?.unmountOverlay(at: mp) })
+            if native {
+                Log.info("serving \(tree.totals.files) files natively from \(tree.path)")
+            } else if !noNative {
+                materializer.start()
+            }
+        }, beforeUnmount: { if overlaid { EnvOverlay.unmount(at: mp) } })
+        materializer.stop()
         service.removeControlSocket()
+        if overlaid && layer == nil { try? FS.rmdir(fuseMountpoint.pathBytes) }
         if layerFailed.isSet { throw ExitCode.failure }
         pool.stop()
         Log.info("unmounted \(mp): \(fetcher.stats.summary); peak RSS \(formatBytes(ProcessControl.peakResidentBytes()))")

@@ -31,7 +31,7 @@ enum Mountpoints {
     /// A mount point users address: an envmount FUSE mount, or the overlay of a writable one
     /// (not the FUSE mount hidden under it).
     static func isEnvmountMount(_ e: Entry) -> Bool {
-        (e.fsType == "fuse.envmount" && !e.source.hasPrefix(WritableLayer.lowerSourcePrefix)) || WritableLayer.of(e) != nil
+        (e.fsType == "fuse.envmount" && !e.source.hasPrefix(WritableLayer.lowerSourcePrefix)) || EnvOverlay.of(e) != nil
     }
 
     /// mountinfo writes space, tab, newline and backslash as \ooo.

@@ -37,16 +37,15 @@ struct Reset: ParsableCommand {
             }
             let mp = (try? FS.realpath(Mountpoints.absolute(mountpoint!))) ?? Mountpoints.absolute(mountpoint!)
             guard let entry = Mountpoints.find(mp) else { throw MountError("\(mp) is not mounted") }
-            guard let layer = WritableLayer.of(entry) else {
+            guard let overlay = EnvOverlay.of(entry), let layer = overlay.layer else {
                 throw MountError("\(mp) is not a writable envmount mount (mount it with --writable DIR)")
             }
-            let env = String(entry.source.dropFirst(WritableLayer.overlaySourcePrefix.count))
             do { try FS.unmount(mp) } catch let e as SystemError where e.errno == EBUSY {
                 throw MountError("cannot reset \(mp): files are open there (close them, or unmount and use `envmount reset --writable \(layer.dir)`)")
             }
             try layer.clear()
-            do { try layer.mountOverlay(at: mp, env: env) } catch {
-                throw MountError("discarded the layer in \(layer.dir), but \(error); unmount the environment under it with `fusermount3 -u \(layer.lower)`")
+            do { try EnvOverlay.mount(env: overlay.env, at: mp, lowers: overlay.lowers, layer: layer) } catch {
+                throw MountError("discarded the layer in \(layer.dir), but \(error); unmount the environment under it with `fusermount3 -u \(overlay.fuseLower)`")
             }
             Console.out("discarded the writable layer of \(mp) (\(layer.dir))")
         } catch let e as ExitCode {

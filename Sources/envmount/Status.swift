@@ -24,7 +24,10 @@ struct Status: ParsableCommand {
         for mp in mps {
             do {
                 if var s = try ControlClient.send(mp, ControlRequest(op: "status")).status {
-                    s.writableLayer = Mountpoints.find(mp).flatMap(WritableLayer.of)?.dir
+                    let overlay = Mountpoints.find(mp).flatMap(EnvOverlay.of)
+                    s.writableLayer = overlay?.layer?.dir
+                    s.nativeTree = overlay?.nativeTree
+                    s.materialized = FS.exists("\(s.cacheDir)/v1/trees/\(s.manifest).seal")
                     infos.append(s)
                 }
             } catch {
@@ -53,6 +56,13 @@ struct Status: ParsableCommand {
             "  errors    \(s.fetchErrors) fetch errors, \(s.corruptChunks) corrupt chunks refused" + (s.lastError.map { "; last: \($0)" } ?? ""),
             "  daemon    pid \(s.pid), RSS \(formatBytes(s.rssBytes)), \(s.recordedChunks) chunks read (recorded for profiles), \(s.readAheadQueued) read-ahead queued",
         ]
+        if let t = s.nativeTree {
+            lines.insert("  native    every file served by the kernel from \(t) (all \(formatBytes(s.totalBytes)); the daemon serves none)", at: 2)
+        } else {
+            lines.insert("  native    none: files are served through FUSE" + (s.materialized == true
+                ? " (this revision is now materialized: the next mount serves it natively)"
+                : " (materialized once every chunk is cached, e.g. after `envmount warm --all`)"), at: 2)
+        }
         if let w = s.writableLayer {
             lines.insert("  writable  \(w) (changes in \(w)/upper; `envmount reset \(s.mountpoint)` discards them)", at: 2)
         }

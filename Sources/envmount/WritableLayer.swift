@@ -64,15 +64,7 @@ struct WritableLayer {
     }
 
     /// The layer an overlay mount of ours was made with (its upperdir's parent).
-    static func of(_ entry: Mountpoints.Entry) -> WritableLayer? {
-        guard entry.fsType == "overlay", entry.source.hasPrefix(overlaySourcePrefix) else { return nil }
-        for opt in entry.superOptions.split(separator: ",") where opt.hasPrefix("upperdir=") {
-            let upper = String(opt.dropFirst("upperdir=".count))
-            guard upper.hasSuffix("/upper") else { return nil }
-            return try? WritableLayer(dir: String(upper.dropLast("/upper".count)))
-        }
-        return nil
-    }
+    static func of(_ entry: Mountpoints.Entry) -> WritableLayer? { EnvOverlay.of(entry)?.layer }
 
     func readRecord() throws -> Record? {
         guard FS.exists(recordPath) else { return nil }
@@ -142,28 +134,6 @@ struct WritableLayer {
         try FS.writeFileAtomically(recordPath, r.encode())
     }
 
-    /// The option string of the overlay over `lowers` (topmost first).
-    func overlayOptions(lowers: [String]) -> String {
-        "lowerdir=\(lowers.joined(separator: ":")),upperdir=\(upper),workdir=\(work),redirect_dir=off,index=off,metacopy=off"
-    }
-
-    /// Mounts the overlay at `mountpoint` over the FUSE mount at DIR/lower.
-    func mountOverlay(at mountpoint: String, env: String) throws {
-        do {
-            try FS.mount(source: Self.overlaySourcePrefix + env, target: mountpoint, type: "overlay",
-                         options: overlayOptions(lowers: [lower]))
-        } catch {
-            throw MountError("cannot mount the writable layer \(dir) on \(mountpoint): \(error) (the kernel log, dmesg, says why)")
-        }
-    }
-
-    /// Unmounts the overlay at `mountpoint` if it is ours; detaches it when files are open there.
-    func unmountOverlay(at mountpoint: String) {
-        guard let e = Mountpoints.find(mountpoint), Self.of(e)?.dir == dir else { return }
-        do { try FS.unmount(mountpoint) } catch {
-            try? FS.lazyUnmount(mountpoint)
-        }
-    }
 
     /// Empties DIR/upper and DIR/work: everything written through the layer is gone.
     func clear() throws {
@@ -184,6 +154,56 @@ struct WritableLayer {
         try? FS.removeTree(work)
         try? FS.rmdir(lower.pathBytes)
         try FS.unlink(recordPath)
+    }
+}
+
+/// The overlay envmount puts at a mount point: a writable layer (upper) and/or a materialized
+/// tree (the first lower) over the FUSE mount (the last lower). Recognized in mountinfo by its
+/// source, `envmount:ENV`.
+struct EnvOverlay {
+    var env: String
+    var lowers: [String]
+    var upper: String?
+
+    var fuseLower: String { lowers.last ?? "" }
+    var nativeTree: String? { lowers.count > 1 ? lowers[0] : nil }
+    var layer: WritableLayer? {
+        guard let u = upper, u.hasSuffix("/upper") else { return nil }
+        return try? WritableLayer(dir: String(u.dropLast("/upper".count)))
+    }
+
+    static func of(_ entry: Mountpoints.Entry) -> EnvOverlay? {
+        guard entry.fsType == "overlay", entry.source.hasPrefix(WritableLayer.overlaySourcePrefix) else { return nil }
+        var o = EnvOverlay(env: String(entry.source.dropFirst(WritableLayer.overlaySourcePrefix.count)), lowers: [], upper: nil)
+        for opt in entry.superOptions.split(separator: ",") {
+            if opt.hasPrefix("lowerdir=") { o.lowers = opt.dropFirst("lowerdir=".count).split(separator: ":").map(String.init) }
+            if opt.hasPrefix("upperdir=") { o.upper = String(opt.dropFirst("upperdir=".count)) }
+        }
+        return o.lowers.isEmpty ? nil : o
+    }
+
+    /// Where the FUSE mount goes when an overlay without a writable layer sits on `mountpoint`.
+    static func hiddenLower(for mountpoint: String) -> String {
+        "\(ControlPaths.directory())/\(ChunkID.of(Array(mountpoint.utf8)).hex.prefix(16)).lower"
+    }
+
+    /// Mounts the overlay at `mountpoint`: `lowers` (topmost first), and `layer` as upper and
+    /// work directories when given (else the overlay is read-only).
+    static func mount(env: String, at mountpoint: String, lowers: [String], layer: WritableLayer?) throws {
+        var opts = "lowerdir=\(lowers.joined(separator: ":"))"
+        if let layer { opts += ",upperdir=\(layer.upper),workdir=\(layer.work)" }
+        opts += ",redirect_dir=off,index=off,metacopy=off"
+        do {
+            try FS.mount(source: WritableLayer.overlaySourcePrefix + env, target: mountpoint, type: "overlay", options: opts)
+        } catch {
+            throw MountError("cannot mount the overlay on \(mountpoint) (\(opts)): \(error) (the kernel log, dmesg, says why)")
+        }
+    }
+
+    /// Unmounts the overlay at `mountpoint` if it is envmount's; detaches it when files are open.
+    static func unmount(at mountpoint: String) {
+        guard let e = Mountpoints.find(mountpoint), EnvOverlay.of(e) != nil else { return }
+        do { try FS.unmount(mountpoint) } catch { try? FS.lazyUnmount(mountpoint) }
     }
 }
 

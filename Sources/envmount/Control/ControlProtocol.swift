@@ -56,6 +56,10 @@ struct StatusInfo: Codable {
     var lastError: String?
     /// The writable layer's directory (filled in by `envmount status` from mountinfo).
     var writableLayer: String?
+    /// The materialized tree the kernel serves the files from (filled in by `envmount status`).
+    var nativeTree: String?
+    /// Whether this revision is materialized in the cache (for the next mount, if not this one).
+    var materialized: Bool?
 }
 
 struct ControlReply: Codable {
