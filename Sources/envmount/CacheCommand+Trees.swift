@@ -1,5 +1,6 @@
 import EnvFS
 import EnvFormat
+import EnvDaemon
 import SysKit
 
 /// `envmount cache clear` and `verify` for the materialized trees beside the chunks.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import EnvDaemon
 import SysKit
 
 struct Reset: ParsableCommand {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import EnvDaemon
 import Foundation
 import SysKit
 
@@ -23,13 +24,12 @@ struct Status: ParsableCommand {
         var failed = false
         for mp in mps {
             do {
-                if var s = try ControlClient.send(mp, ControlRequest(op: "status")).status {
-                    let overlay = Mountpoints.find(mp).flatMap(EnvOverlay.of)
-                    s.writableLayer = overlay?.layer?.dir
-                    s.nativeTree = overlay?.nativeTree
-                    s.materialized = FS.exists("\(s.cacheDir)/v1/trees/\(s.manifest).seal")
-                    infos.append(s)
-                }
+                var s = try ControlClient.status(mp)
+                let overlay = Mountpoints.find(mp).flatMap(EnvOverlay.of)
+                s.writableLayer = overlay?.layer?.dir
+                s.nativeTree = overlay?.nativeTree
+                s.materialized = FS.exists("\(s.cacheDir)/v1/trees/\(s.manifest).seal")
+                infos.append(s)
             } catch {
                 Console.error("envmount: \(error)")
                 failed = true

@@ -16,17 +16,17 @@ import SysKit
 /// `redirect_dir=off` (renaming a published directory copies it up; pip falls back to a copy),
 /// `index=off` and `metacopy=off` (no file handles or xattrs that tie the layer to one FUSE
 /// mount's inode numbers), so the layer survives a remount and a daemon restart.
-struct WritableLayer {
-    let dir: String
-    var upper: String { dir + "/upper" }
-    var work: String { dir + "/work" }
-    var lower: String { dir + "/lower" }
+public struct WritableLayer: Sendable {
+    public let dir: String
+    public var upper: String { dir + "/upper" }
+    public var work: String { dir + "/work" }
+    public var lower: String { dir + "/lower" }
     var recordPath: String { dir + "/envmount-layer" }
 
     /// The overlay's source in mountinfo: how `status`, `unmount` and `reset` recognize it.
-    static let overlaySourcePrefix = "envmount:"
+    public static let overlaySourcePrefix = "envmount:"
     /// The FUSE mount's fsname under a writable layer: a hidden lower, not a mount users address.
-    static let lowerSourcePrefix = "envmount-lower:"
+    public static let lowerSourcePrefix = "envmount-lower:"
 
     /// What DIR/envmount-layer holds.
     struct Record: Equatable {
@@ -54,7 +54,7 @@ struct WritableLayer {
     }
 
     /// The layer at `dir` (made absolute; created later by `prepare`).
-    init(dir: String) throws {
+    public init(dir: String) throws {
         let abs = Mountpoints.absolute(dir)
         // overlayfs options are separated by ',' and lower layers by ':'; '\' escapes them.
         if abs.contains(where: { $0 == "," || $0 == ":" || $0 == "\\" || $0 == "\n" }) {
@@ -64,7 +64,7 @@ struct WritableLayer {
     }
 
     /// The layer an overlay mount of ours was made with (its upperdir's parent).
-    static func of(_ entry: Mountpoints.Entry) -> WritableLayer? { EnvOverlay.of(entry)?.layer }
+    public static func of(_ entry: Mountpoints.Entry) -> WritableLayer? { EnvOverlay.of(entry)?.layer }
 
     func readRecord() throws -> Record? {
         guard FS.exists(recordPath) else { return nil }
@@ -136,7 +136,7 @@ struct WritableLayer {
 
 
     /// Empties DIR/upper and DIR/work: everything written through the layer is gone.
-    func clear() throws {
+    public func clear() throws {
         for d in [upper, work] {
             try? FS.removeTree(d)
             try FS.makeDirectories(d, mode: 0o755)
@@ -145,7 +145,7 @@ struct WritableLayer {
 
     /// Discards an unmounted layer whole, record included: the next mount with this DIR
     /// follows the store's current revision.
-    func discard() throws {
+    public func discard() throws {
         if let m = Mountpoints.find(lower) {
             throw MountError("writable layer \(dir) is mounted (\(m.source) on \(lower)); use `envmount reset MOUNTPOINT`, or unmount first")
         }
@@ -160,19 +160,19 @@ struct WritableLayer {
 /// The overlay envmount puts at a mount point: a writable layer (upper) and/or a materialized
 /// tree (the first lower) over the FUSE mount (the last lower). Recognized in mountinfo by its
 /// source, `envmount:ENV`.
-struct EnvOverlay {
-    var env: String
-    var lowers: [String]
-    var upper: String?
+public struct EnvOverlay: Sendable {
+    public var env: String
+    public var lowers: [String]
+    public var upper: String?
 
-    var fuseLower: String { lowers.last ?? "" }
-    var nativeTree: String? { lowers.count > 1 ? lowers[0] : nil }
-    var layer: WritableLayer? {
+    public var fuseLower: String { lowers.last ?? "" }
+    public var nativeTree: String? { lowers.count > 1 ? lowers[0] : nil }
+    public var layer: WritableLayer? {
         guard let u = upper, u.hasSuffix("/upper") else { return nil }
         return try? WritableLayer(dir: String(u.dropLast("/upper".count)))
     }
 
-    static func of(_ entry: Mountpoints.Entry) -> EnvOverlay? {
+    public static func of(_ entry: Mountpoints.Entry) -> EnvOverlay? {
         guard entry.fsType == "overlay", entry.source.hasPrefix(WritableLayer.overlaySourcePrefix) else { return nil }
         var o = EnvOverlay(env: String(entry.source.dropFirst(WritableLayer.overlaySourcePrefix.count)), lowers: [], upper: nil)
         for opt in entry.superOptions.split(separator: ",") {
@@ -189,7 +189,7 @@ struct EnvOverlay {
 
     /// Mounts the overlay at `mountpoint`: `lowers` (topmost first), and `layer` as upper and
     /// work directories when given (else the overlay is read-only).
-    static func mount(env: String, at mountpoint: String, lowers: [String], layer: WritableLayer?) throws {
+    public static func mount(env: String, at mountpoint: String, lowers: [String], layer: WritableLayer?) throws {
         var opts = "lowerdir=\(lowers.joined(separator: ":"))"
         if let layer { opts += ",upperdir=\(layer.upper),workdir=\(layer.work)" }
         opts += ",redirect_dir=off,index=off,metacopy=off"
@@ -201,7 +201,7 @@ struct EnvOverlay {
     }
 
     /// Unmounts the overlay at `mountpoint` if it is envmount's; detaches it when files are open.
-    static func unmount(at mountpoint: String) {
+    public static func unmount(at mountpoint: String) {
         guard let e = Mountpoints.find(mountpoint), EnvOverlay.of(e) != nil else { return }
         do { try FS.unmount(mountpoint) } catch { try? FS.lazyUnmount(mountpoint) }
     }
