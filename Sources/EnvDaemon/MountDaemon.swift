@@ -176,7 +176,7 @@ public enum MountDaemon {
         // cache), puts an overlay at the mount point; the FUSE mount then sits under it, hidden.
         let layer = try o.writable.map { try WritableLayer(dir: $0) }
         let tree = MaterializedTree(cacheDirectory: cache.directory, manifest: manifest, id: opened.ref.manifest)
-        let native = o.native && NativeServing.useTree(tree)
+        let (native, treeNote) = o.native ? NativeServing.useTree(tree) : (false, nil)
         let overlaid = layer != nil || native
         let fuseMountpoint = layer?.lower ?? (overlaid ? EnvOverlay.hiddenLower(for: mp) : mp)
         if let layer { try layer.prepare() } else if overlaid { try FS.makeDirectories(fuseMountpoint, mode: 0o700) }
@@ -228,6 +228,7 @@ public enum MountDaemon {
                     Log.error("cannot prefetch profile \(p): \(error)")
                 }
             }
+            if let treeNote { Log.error(treeNote) }
             if native {
                 Log.info("serving \(tree.totals.files) files natively from \(tree.path)")
             } else if wantNative {

@@ -13,14 +13,14 @@ import SysKit
 enum NativeServing {
     /// Whether a mount can serve `tree`: it is complete and no file in it changed since it was
     /// written. A damaged tree is removed (and rebuilt later from verified chunks).
-    static func useTree(_ tree: MaterializedTree) -> Bool {
+    /// Returns the line to log (the daemon's log is open only once the mount answers).
+    static func useTree(_ tree: MaterializedTree) -> (use: Bool, note: String?) {
         switch tree.check() {
-        case .ready: return true
-        case .absent: return false
+        case .ready: return (true, nil)
+        case .absent: return (false, nil)
         case let .damaged(why):
-            Log.error("materialized tree \(tree.path) is damaged (\(why)); removed, serving through FUSE")
             tree.remove()
-            return false
+            return (false, "materialized tree \(tree.path) is damaged (\(why)); removed, serving through FUSE")
         }
     }
 

@@ -2,13 +2,13 @@
 // the daemon: the mount puts this tree as an overlayfs lower layer above the FUSE mount.
 //
 // Layout under CACHE/v1:
-//   files/<2 hex>/<64 hex>  one regular file, named by SHA-256 of its path, mode, owner, mtime,
-//                           size and spans (chunk ids, offsets, lengths): a file a later revision
-//                           did not change is stored once and hardlinked into each tree
 //   trees/<manifest hex>/   the complete tree; every directory is marked opaque for overlayfs
 //                           (`trusted.overlay.opaque`), so lookups never fall through to FUSE
-//   trees/<manifest hex>.seal  per regular file: its ctime after materialization and a digest
-//                           of its bytes; written before the tree is renamed into place
+//   trees/<manifest hex>.seal  per regular file: its ctime after materialization, a digest of
+//                           its bytes, and its key, SHA-256 of its path, mode, owner, mtime, size
+//                           and spans: a file a later revision did not change has the same key
+//                           and is hardlinked from the older tree, so it is stored once.
+//                           Written before the tree is renamed into place
 //   tmp/<pid>.tree.<n>/     a tree being built (removed once its writer is dead)
 //
 // Guarantees: bytes come only from verified chunks (read through the ChunkFetcher); the tree
@@ -47,6 +47,7 @@ public struct MaterializedTree: Sendable {
         var entry: Int
         var ctimeNs: Int64
         var digest: String
+        var key: String
     }
 
     /// Reads `count` bytes at `offset` of a chunk into a buffer (the fetcher's verified read).
@@ -70,7 +71,7 @@ public struct MaterializedTree: Sendable {
     @discardableResult
     public func materialize(read: ChunkReader) throws -> (written: Int, shared: Int) {
         if FS.exists(path) && FS.exists(sealPath) { return (0, 0) }
-        for d in ["trees", "files", "tmp"] { try FS.makeDirectories("\(root)/\(d)", mode: 0o700) }
+        for d in ["trees", "tmp"] { try FS.makeDirectories("\(root)/\(d)", mode: 0o700) }
         removeAbandoned()
         let tmp = "\(root)/tmp/\(getpid()).tree.\(UInt32.random(in: 0...UInt32.max))"
         do {
@@ -84,11 +85,11 @@ public struct MaterializedTree: Sendable {
         }
     }
 
-    /// Trees and files left in tmp/ by materializers that died (`<pid>.tree.<n>`, `<pid>.file.<n>`).
+    /// Trees left in tmp/ by materializers that died (`<pid>.tree.<n>`).
     private func removeAbandoned() {
         for name in (try? FS.listDirectory("\(root)/tmp")) ?? [] {
             let parts = name.split(separator: ".")
-            guard parts.count == 3, parts[1] == "tree" || parts[1] == "file", let pid = Int32(parts[0]),
+            guard parts.count == 3, parts[1] == "tree", let pid = Int32(parts[0]),
                   pid != getpid(), !ProcessControl.isAlive(pid) else { continue }
             try? FS.removeTree("\(root)/tmp/\(name)")
         }
@@ -101,6 +102,7 @@ public struct MaterializedTree: Sendable {
         try FS.mkdir(paths[0], mode: 0o700)
         var written = 0, shared = 0
         var seal: [SealEntry] = []
+        let others = otherTrees()
         var links: [Int] = []
         for i in m.entries.indices {
             let e = m.entries[i]
@@ -114,19 +116,21 @@ public struct MaterializedTree: Sendable {
                 try FS.setMtime(paths[i], ns: e.mtimeNs)
             case .regular:
                 if e.owner != UInt32(i) { links.append(i); continue }
-                let file = filePath(key(i))
+                let k = key(i)
                 let digest: String
-                // A file another tree holds is reused only if its bytes are what the chunks say.
-                if let st = try? FS.lstat(file), st.kind == .regular, st.size == e.size, st.mtimeNs == e.mtimeNs,
-                   let have = try? Self.digest(ofFile: file), have == (try contentDigest(i, read: read)) {
+                // A file an older tree of the same path holds (the key says the same spans and
+                // attributes) is linked, but only if its bytes are what the chunks say.
+                if let other = others.first(where: { $0.keys.contains(k) }).map({ $0.dir.pathBytes + [UInt8(ascii: "/")] + m.path(i) }),
+                   let st = try? FS.lstat(other), st.kind == .regular, st.size == e.size, st.mtimeNs == e.mtimeNs,
+                   let have = try? Self.digest(ofFile: other), have == (try contentDigest(i, read: read)) {
+                    try FS.link(other, paths[i])
                     digest = have
                     shared += 1
                 } else {
-                    digest = try writeFile(i, to: file, read: read)
+                    digest = try writeFile(i, to: paths[i], read: read)
                     written += 1
                 }
-                try FS.link(file.pathBytes, paths[i])
-                seal.append(SealEntry(entry: i, ctimeNs: 0, digest: digest))
+                seal.append(SealEntry(entry: i, ctimeNs: 0, digest: digest, key: k))
             }
         }
         for i in links { try FS.link(paths[Int(m.entries[i].owner)], paths[i]) }
@@ -144,29 +148,37 @@ public struct MaterializedTree: Sendable {
         return (written, shared)
     }
 
-    /// Writes regular file `i` from its chunks to `file` (through a temporary, then a link).
-    private func writeFile(_ i: Int, to file: String, read: ChunkReader) throws -> String {
+    /// Writes regular file `i` from its chunks at `dest` (inside the tree being built).
+    private func writeFile(_ i: Int, to dest: PathBytes, read: ChunkReader) throws -> String {
         let e = manifest.entries[i]
-        let tmp = "\(root)/tmp/\(getpid()).file.\(UInt32.random(in: 0...UInt32.max))"
-        let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+        let fd = try FileDescriptor.open(dest, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
         let digest: String
         do {
             digest = try contentDigest(i, read: read) { bytes, offset in try fd.pwriteAll(bytes, at: offset) }
             try fd.truncate(e.size)
             fd.close()
-            try FS.lchown(tmp.pathBytes, uid: e.uid, gid: e.gid)
-            try FS.chmod(tmp.pathBytes, e.mode)
-            try FS.setMtime(tmp.pathBytes, ns: e.mtimeNs)
-            try FS.makeDirectories(String(file[..<file.lastIndex(of: "/")!]), mode: 0o700)
-            try? FS.unlink(file)
-            try FS.link(tmp.pathBytes, file.pathBytes)
-            try? FS.unlink(tmp)
         } catch {
             fd.close()
-            try? FS.unlink(tmp)
             throw error
         }
+        try FS.lchown(dest, uid: e.uid, gid: e.gid)
+        try FS.chmod(dest, e.mode)
+        try FS.setMtime(dest, ns: e.mtimeNs)
         return digest
+    }
+
+    /// The other trees in the cache and the keys of their files, to share unchanged files.
+    private func otherTrees() -> [(dir: String, keys: Set<String>)] {
+        var out: [(String, Set<String>)] = []
+        for name in (try? FS.listDirectory("\(root)/trees")) ?? [] where name.hasSuffix(".seal") && name != "\(id.hex).seal" {
+            guard let b = try? FS.readFile("\(root)/trees/\(name)") else { continue }
+            var keys = Set<String>()
+            for l in String(decoding: b, as: UTF8.self).split(separator: "\n").dropFirst() {
+                if let k = l.split(separator: " ").last, k.utf8.count == 64 { keys.insert(String(k)) }
+            }
+            out.append(("\(root)/trees/\(name.dropLast(".seal".count))", keys))
+        }
+        return out
     }
 
     /// The digest of regular file `i` computed from its verified chunks; `sink` receives each
@@ -187,12 +199,14 @@ public struct MaterializedTree: Sendable {
                 try sink?(buf, offset)
             }
             var left = n, at = 0
-            // Whole blocks of a hole hash alike: no need to build them (a sparse 5 GiB file).
-            while zeros && pending.isEmpty && left >= Self.block {
-                blockHashes += Self.zeroBlockHash
-                left -= Self.block
-            }
             while left > 0 {
+                // Whole blocks of a hole hash alike: no need to build them (a sparse 5 GiB file).
+                if zeros && pending.isEmpty && left >= Self.block {
+                    let whole = left / Self.block
+                    for _ in 0..<whole { blockHashes += Self.zeroBlockHash }
+                    left -= whole * Self.block
+                    continue
+                }
                 let take = min(left, Self.block - pending.count)
                 if zeros { pending.append(contentsOf: repeatElement(0, count: take)) } else { pending.append(contentsOf: buf[at..<at + take]) }
                 at += take
@@ -212,7 +226,9 @@ public struct MaterializedTree: Sendable {
     static let zeroBlockHash = SHA256.hash([UInt8](repeating: 0, count: block))
 
     /// SHA-256 over the SHA-256 of each 1 MiB block of the file.
-    static func digest(ofFile path: String) throws -> String {
+    static func digest(ofFile path: String) throws -> String { try digest(ofFile: path.pathBytes) }
+
+    static func digest(ofFile path: PathBytes) throws -> String {
         let fd = try FileDescriptor.open(path, O_RDONLY)
         defer { fd.close() }
         var hashes: [UInt8] = []
@@ -227,8 +243,8 @@ public struct MaterializedTree: Sendable {
         return ChunkID.of(hashes).hex
     }
 
-    /// The name of regular file `i` in files/: its path and everything that makes its bytes
-    /// and attributes (a hardlink there shares attributes).
+    /// What makes regular file `i` the same in two revisions: its path and everything that makes
+    /// its bytes and attributes (a hardlink shares attributes).
     func key(_ i: Int) -> String {
         let e = manifest.entries[i]
         var b = manifest.path(i)
@@ -248,14 +264,12 @@ public struct MaterializedTree: Sendable {
         return ChunkID.of(b).hex
     }
 
-    func filePath(_ key: String) -> String { "\(root)/files/\(key.prefix(2))/\(key)" }
-
     // MARK: the seal
 
     private func writeSeal(_ seal: [SealEntry]) throws {
         var s = "envmount-tree 1 \(id.hex)\n"
         s.reserveCapacity(seal.count * 100)
-        for e in seal { s += "\(e.entry) \(e.ctimeNs) \(e.digest)\n" }
+        for e in seal { s += "\(e.entry) \(e.ctimeNs) \(e.digest) \(e.key)\n" }
         try FS.writeFileAtomically(sealPath, Array(s.utf8))
     }
 
@@ -267,8 +281,8 @@ public struct MaterializedTree: Sendable {
         out.reserveCapacity(lines.count)
         for l in lines.dropFirst() {
             let p = l.split(separator: " ")
-            guard p.count == 3, let i = Int(p[0]), let c = Int64(p[1]), i >= 0, i < manifest.entries.count else { return nil }
-            out.append(SealEntry(entry: i, ctimeNs: c, digest: String(p[2])))
+            guard p.count == 4, let i = Int(p[0]), let c = Int64(p[1]), i >= 0, i < manifest.entries.count else { return nil }
+            out.append(SealEntry(entry: i, ctimeNs: c, digest: String(p[2]), key: String(p[3])))
         }
         return out
     }
@@ -289,7 +303,7 @@ public struct MaterializedTree: Sendable {
         DispatchQueue.concurrentPerform(iterations: (sealed.count + stride - 1) / stride) { part in
             for k in part * stride..<min(sealed.count, (part + 1) * stride) {
                 let i = sealed[k].entry
-                let p = path + "/" + String(decoding: m.path(i), as: UTF8.self)
+                let p = path.pathBytes + [UInt8(ascii: "/")] + m.path(i)
                 guard let st = try? FS.lstat(p), st.kind == .regular, st.size == m.entries[i].size,
                       st.mtimeNs == m.entries[i].mtimeNs else { results.set(k, .missing); continue }
                 results.set(k, st.ctimeNs == sealed[k].ctimeNs && !rehashAll ? .same : .moved(st.ctimeNs))
@@ -297,12 +311,12 @@ public struct MaterializedTree: Sendable {
         }
         var resealed = false
         for k in seal.indices {
-            let p = path + "/" + String(decoding: m.path(seal[k].entry), as: UTF8.self)
+            let p = path.pathBytes + [UInt8(ascii: "/")] + m.path(seal[k].entry)
             switch results.get(k) {
             case .same: continue
-            case .missing: return .damaged("\(p) is missing or has the wrong size or mtime")
+            case .missing: return .damaged("\(p.pathString) is missing or has the wrong size or mtime")
             case let .moved(ctime):
-                guard (try? Self.digest(ofFile: p)) == seal[k].digest else { return .damaged("\(p) does not hold the bytes it was written with") }
+                guard (try? Self.digest(ofFile: p)) == seal[k].digest else { return .damaged("\(p.pathString) does not hold the bytes it was written with") }
                 if seal[k].ctimeNs != ctime {
                     seal[k].ctimeNs = ctime
                     resealed = true
@@ -313,32 +327,10 @@ public struct MaterializedTree: Sendable {
         return .ready
     }
 
-    /// Removes the tree and its seal, and the files in files/ that no other tree links.
+    /// Removes the tree and its seal (a file another tree shares stays there).
     public func remove() {
         try? FS.unlink(sealPath)
-        var keys: [String] = []
-        for (i, e) in manifest.entries.enumerated() where e.kind == .regular && e.owner == UInt32(i) { keys.append(key(i)) }
         try? FS.removeTree(path)
-        for k in keys {
-            let f = filePath(k)
-            if let st = try? FS.lstat(f), st.links <= 1 { try? FS.unlink(f) }
-        }
-    }
-
-    /// Bytes of materialized files in a cache directory (each stored file counted once).
-    public static func storedBytes(cacheDirectory: String) -> (files: Int, bytes: UInt64) {
-        let dir = cacheDirectory + "/v1/files"
-        var n = 0
-        var b: UInt64 = 0
-        for sub in (try? FS.listDirectory(dir)) ?? [] {
-            for f in (try? FS.listDirectory(dir + "/" + sub)) ?? [] {
-                if let st = try? FS.lstat(dir + "/" + sub + "/" + f) {
-                    n += 1
-                    b += st.blocks * 512
-                }
-            }
-        }
-        return (n, b)
     }
 }
 

@@ -33,14 +33,6 @@ enum CachedTrees {
             if let tree { tree.remove() } else { try? FS.removeTree(path); try? FS.unlink(path + ".seal") }
             removed += 1
         }
-        // Stored files no tree links any more.
-        let files = cacheDir + "/v1/files"
-        for sub in (try? FS.listDirectory(files)) ?? [] {
-            for f in (try? FS.listDirectory(files + "/" + sub)) ?? [] {
-                let p = files + "/" + sub + "/" + f
-                if let st = try? FS.lstat(p), st.links <= 1 { try? FS.unlink(p) }
-            }
-        }
         return (removed, kept)
     }
 
