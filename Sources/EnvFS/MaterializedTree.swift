@@ -5,9 +5,9 @@
 //   trees/<manifest hex>/   the complete tree; every directory is marked opaque for overlayfs
 //                           (`trusted.overlay.opaque`), so lookups never fall through to FUSE
 //   trees/<manifest hex>.seal  per regular file: its ctime after materialization, a digest of
-//                           its bytes, and its key, SHA-256 of its path, mode, owner, mtime, size
-//                           and spans: a file a later revision did not change has the same key
-//                           and is hardlinked from the older tree, so it is stored once.
+//                           its bytes, and its key, SHA-256 of its path, mode, owner, mtime and
+//                           size: a file of a later revision with the same key whose bytes the
+//                           chunks confirm is hardlinked from the older tree, so it is stored once.
 //                           Written before the tree is renamed into place
 //   tmp/<pid>.tree.<n>/     a tree being built (removed once its writer is dead)
 //
@@ -118,8 +118,8 @@ public struct MaterializedTree: Sendable {
                 if e.owner != UInt32(i) { links.append(i); continue }
                 let k = key(i)
                 let digest: String
-                // A file an older tree of the same path holds (the key says the same spans and
-                // attributes) is linked, but only if its bytes are what the chunks say.
+                // A file an older tree holds at the same path with the same attributes is linked,
+                // but only if its bytes are what this revision's chunks say.
                 if let other = others.first(where: { $0.keys.contains(k) }).map({ $0.dir.pathBytes + [UInt8(ascii: "/")] + m.path(i) }),
                    let st = try? FS.lstat(other), st.kind == .regular, st.size == e.size, st.mtimeNs == e.mtimeNs,
                    let have = try? Self.digest(ofFile: other), have == (try contentDigest(i, read: read)) {
@@ -243,23 +243,15 @@ public struct MaterializedTree: Sendable {
         return ChunkID.of(hashes).hex
     }
 
-    /// What makes regular file `i` the same in two revisions: its path and everything that makes
-    /// its bytes and attributes (a hardlink shares attributes).
+    /// What makes regular file `i` a candidate to share with another revision: its path and
+    /// attributes (a hardlink shares attributes). Not its spans: an insertion elsewhere moves
+    /// chunk boundaries without changing the file; its bytes are compared before it is shared.
     func key(_ i: Int) -> String {
         let e = manifest.entries[i]
         var b = manifest.path(i)
         b.append(0)
         for v in [UInt64(e.mode), UInt64(e.uid), UInt64(e.gid), UInt64(bitPattern: e.mtimeNs), e.size] {
             withUnsafeBytes(of: v.littleEndian) { b.append(contentsOf: $0) }
-        }
-        for s in manifest.fileSpans(i) {
-            let span = manifest.spans[s]
-            if span.chunk == Manifest.Span.zeros {
-                b.append(contentsOf: [0xff, 0xff, 0xff, 0xff])
-            } else {
-                b.append(contentsOf: manifest.chunks[Int(span.chunk)].id.bytes)
-            }
-            for v in [span.offset, span.length] { withUnsafeBytes(of: v.littleEndian) { b.append(contentsOf: $0) } }
         }
         return ChunkID.of(b).hex
     }
