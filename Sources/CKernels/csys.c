@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <sys/file.h>
 #include "csys.h"
 #include <unistd.h>
 #include <fcntl.h>
@@ -38,3 +39,4 @@ int envmount_syncfs(int fd) { return syncfs(fd); }
 int envmount_lsetxattr(const char *path, const char *name, const void *value, unsigned long size) {
     return lsetxattr(path, name, value, size, 0);
 }
+int envmount_flock_exclusive(int fd) { return flock(fd, LOCK_EX); }

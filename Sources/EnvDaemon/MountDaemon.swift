@@ -36,13 +36,17 @@ public enum MountDaemon {
         let cache = try ChunkCache(directory: o.cacheDir!, limit: o.cacheSize)
         let store = try StoreFactory.open(o.store, options: o.storeOptions)
         o.trust = o.trust.resolved()
+        // `--revision N` mounts an older revision on purpose: the rollback check lets it through
+        // (signatures are still required) and does not record it as the newest seen.
+        if o.revision != nil { o.trust.allowOlder = true }
         var resolver = EnvironmentResolver(store: store, cache: cache)
         resolver.trust = try o.trust.policy()
-        var opened = try resolver.resolve(env: o.env)
+        var opened = try o.revision.map { try resolver.resolve(env: o.env, revision: $0) } ?? resolver.resolve(env: o.env)
         if let w = o.writable {
             let layer = try WritableLayer(dir: w)
             o.writable = layer.dir
-            opened = try layer.pin(opened, storeSpec: o.store, mountpoint: o.mountpoint, resolver: resolver, announce: true)
+            opened = try layer.pin(opened, storeSpec: o.store, mountpoint: o.mountpoint, resolver: resolver,
+                                   announce: true, explicitRevision: o.revision != nil)
         }
         o.env = opened.env
         o.logFile = o.logFile.map(Mountpoints.absolute) ?? "\(o.cacheDir!)/logs/\(opened.env).log"
@@ -96,9 +100,11 @@ public enum MountDaemon {
         let store = try StoreFactory.open(o.store, options: o.storeOptions)
         var resolver = EnvironmentResolver(store: store, cache: cache)
         resolver.trust = try o.trust.policy()
-        var opened = try resolver.resolved(env: env, manifest: manifest, offline: handoff.offline)
+        var opened = try o.revision.map { try resolver.resolve(env: env, revision: $0) }
+            ?? resolver.resolved(env: env, manifest: manifest, offline: handoff.offline)
         if let w = o.writable {
-            opened = try WritableLayer(dir: w).pin(opened, storeSpec: o.store, mountpoint: o.mountpoint, resolver: resolver, announce: false)
+            opened = try WritableLayer(dir: w).pin(opened, storeSpec: o.store, mountpoint: o.mountpoint, resolver: resolver,
+                                                   announce: false, explicitRevision: o.revision != nil)
         }
         try serve(o, store: store, cache: cache, opened: opened, daemonChild: true)
     }

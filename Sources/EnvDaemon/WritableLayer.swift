@@ -112,9 +112,12 @@ public struct WritableLayer: Sendable {
     /// The environment to mount under this layer: the revision the layer was made over when DIR
     /// holds one (the store's ref may have moved on since), else what the store names now.
     func pin(_ opened: OpenedEnvironment, storeSpec: String, mountpoint: String, resolver: EnvironmentResolver,
-             announce: Bool) throws -> OpenedEnvironment {
+             announce: Bool, explicitRevision: Bool = false) throws -> OpenedEnvironment {
         guard let r = try check(store: storeSpec, env: opened.env, mountpoint: mountpoint), r.manifest != opened.ref.manifest else {
             return opened
+        }
+        if explicitRevision {
+            throw MountError("the writable layer \(dir) was made over revision \(r.revision) of \(opened.env), not revision \(opened.ref.revision); mount that revision, or discard the layer with `envmount reset --writable \(dir)`")
         }
         var pinned = opened
         pinned.manifest = try resolver.loadManifest(r.manifest)

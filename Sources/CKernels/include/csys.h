@@ -23,4 +23,6 @@ int envmount_mount(const char *source, const char *target, const char *fstype, c
 int envmount_umount(const char *path);
 /// lsetxattr(2): sets an extended attribute without following a symlink.
 int envmount_lsetxattr(const char *path, const char *name, const void *value, unsigned long size);
+/// flock(fd, LOCK_EX): an exclusive lock on the open file (Swift sees `flock` as the struct).
+int envmount_flock_exclusive(int fd);
 #endif
