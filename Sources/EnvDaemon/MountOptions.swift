@@ -10,6 +10,8 @@ public struct MountOptions: Codable, Sendable, Equatable {
     /// Absolute path of the directory to mount on.
     public var mountpoint: String
     public var env: String?
+    /// A recorded revision to mount on purpose instead of the current one (`--revision`).
+    public var revision: UInt64?
     /// Chunk cache directory (nil: ChunkCache.defaultDirectory()).
     public var cacheDir: String?
     /// Most bytes of cached chunks (nil: no limit).
@@ -35,6 +37,11 @@ public struct MountOptions: Codable, Sendable, Equatable {
     public var prefetch: String?
     /// libfuse's per-request debug output.
     public var fuseDebug = false
+    /// A local writable layer's directory (overlayfs upper and work directories; root only).
+    public var writable: String?
+    /// Serve a materialized tree of the revision when the cache holds one, and build one once
+    /// every chunk is cached.
+    public var native = true
 
     /// Longest `--timeout` taken: a day. Larger values only hide a hung store.
     public static let maxRequestTimeout: Double = 86400
