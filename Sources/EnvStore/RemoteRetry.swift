@@ -107,11 +107,28 @@ enum Remote {
     }
 
     /// A transfer error as an attempt result.
-    static func attempt<T>(_ e: CurlError, key: String, store: String) -> AttemptResult<T> {
+    static func attempt<T>(_ e: CurlError, key: String, store: String, caBundle: CABundle? = nil) -> AttemptResult<T> {
         switch e.kind {
         case .invalid: return .fatal(.failed(key: key, store: store, detail: e.description))
-        case .tls: return .skipMirror(.failed(key: key, store: store, detail: e.description))
+        case .tls: return .skipMirror(.failed(key: key, store: store, detail: "\(e.description); \(CABundle.tlsHint(caBundle))"))
         default: return .transient(e.description)
+        }
+    }
+
+    /// Cache-Control for HTTP caches between a store and its readers (a site squid, a CDN):
+    /// - on a PUT, what the object tells every cache: chunks, manifests and profiles are named by
+    ///   their content (or keyed by a manifest) and never change, so a year and `immutable`;
+    ///   refs move, so `no-cache` (a cache may keep one but must revalidate it before each use);
+    /// - on a GET of a ref, `no-cache` as a request header, so a cache revalidates even if the
+    ///   origin sent no Cache-Control of its own.
+    /// Every other GET is a plain GET of the whole object with no per-request variation (no
+    /// Range, no query, no Cache-Control), so any cache can serve it.
+    static func cacheHeaders(_ method: HTTPMethod, key: String) -> [(String, String)] {
+        let isRef = key.hasPrefix("refs/")
+        switch method {
+        case .put: return [("Cache-Control", isRef ? "no-cache" : "public, max-age=31536000, immutable")]
+        case .get: return isRef ? [("Cache-Control", "no-cache")] : []
+        case .head: return []
         }
     }
 

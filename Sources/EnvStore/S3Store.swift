@@ -21,6 +21,8 @@ public final class S3Store: ObjectStore {
     /// Key prefix inside the bucket: empty or ending in `/`.
     public let prefix: String
     public let config: AWSConfig
+    /// The CA bundle TLS is checked against (nil: the system store).
+    public let caBundle: CABundle?
     let signing: Signing
     let client: CurlClient
     let retry: RetryRunner
@@ -38,7 +40,7 @@ public final class S3Store: ObjectStore {
         try self.init(url: url, options: options, environment: AWSConfig.processEnvironment())
     }
 
-    public init(url: String, options: StoreOptions, environment: [String: String], client: CurlClient = .shared,
+    public init(url: String, options: StoreOptions, environment: [String: String], client: CurlClient? = nil,
                 policy: RetryPolicy? = nil, signing: Signing = .auto) throws {
         guard url.hasPrefix("s3://") else {
             throw StoreError.failed(key: "", store: url, detail: "not an s3:// URL")
@@ -57,7 +59,9 @@ public final class S3Store: ObjectStore {
         description = url
         config = AWSConfig.resolve(options: options, environment: environment)
         self.signing = signing
-        self.client = client
+        caBundle = try CABundle.resolve(option: options.caBundle, s3Profile: config.profileCABundle, s3: true,
+                                        environment: environment, store: url)
+        self.client = client ?? CurlClients.client(for: caBundle)
         retry = RetryRunner(policy: policy ?? RetryPolicy(deadline: options.requestDeadline), store: url)
 
         let ep = config.endpoint
@@ -97,6 +101,9 @@ public final class S3Store: ObjectStore {
         let url = scheme + "://" + host + path + (q.isEmpty ? "" : "?" + q)
         var headers: [(String, String)] = []
         if method == .put { headers.append(("Content-Type", "application/octet-stream")) }
+        if let k = objectKey, k.hasPrefix(prefix) {
+            headers += Remote.cacheHeaders(method, key: String(k.dropFirst(prefix.count)))
+        }
         let payloadHash = body.map { Hex.encode(SHA256.hash($0)) } ?? SigV4Signer.emptyPayloadHash
         var request = CurlRequest(method: method, url: url, body: body, timeout: timeLeft)
         if let c = config.credentials {
@@ -161,7 +168,7 @@ public final class S3Store: ObjectStore {
                 }
                 return self.judge(r, key: key)
             } catch {
-                return Remote.attempt(error, key: key, store: self.description)
+                return Remote.attempt(error, key: key, store: self.description, caBundle: self.caBundle)
             }
         }
     }

@@ -167,6 +167,7 @@ struct Mount: ParsableCommand {
         if let e = storeArguments.endpoint { args += ["--endpoint", e] }
         if let r = storeArguments.region { args += ["--region", r] }
         for m in storeArguments.mirrors { args += ["--mirror", m] }
+        if let c = storeArguments.options.caBundle { args += ["--ca-bundle", c] }
         if opened.offline { args.append("--resolved-offline") }
         if let w = streamReadAhead { args += ["--stream-read-ahead", "\(w)"] }
         if let p = prefetch { args += ["--prefetch", p] }

@@ -15,12 +15,18 @@ struct StoreArguments: ParsableArguments {
     @Option(help: "Seconds after which a chunk that cannot be fetched fails the read with EIO.")
     var timeout: Double = 60
 
+    @Option(help: ArgumentHelp("PEM file of the CAs to trust for https:// and s3:// over TLS (a private CA, MinIO).",
+                               discussion: "Default: AWS_CA_BUNDLE or the AWS profile's ca_bundle (s3:// only), else CURL_CA_BUNDLE, else SSL_CERT_FILE, else the system store."),
+            completion: .file())
+    var caBundle: String?
+
     var options: StoreOptions {
         var o = StoreOptions()
         o.endpoint = endpoint
         o.region = region
         o.mirrors = mirrors
         o.requestDeadline = timeout
+        o.caBundle = caBundle.map(Mountpoints.absolute)
         return o
     }
 }

@@ -45,6 +45,10 @@ struct PublishCommand: ParsableCommand {
     @Option(help: "S3 region (R2: auto); default AWS_REGION or the profile's.")
     var region: String?
 
+    @Option(help: "PEM file of the CAs to trust for an s3:// endpoint over TLS (default: AWS_CA_BUNDLE, the AWS profile's ca_bundle, CURL_CA_BUNDLE, SSL_CERT_FILE, else the system store).",
+            completion: .file())
+    var caBundle: String?
+
     @Flag(name: .shortAndLong, help: "Print only errors and the final ref.")
     var quiet = false
 
@@ -59,6 +63,7 @@ struct PublishCommand: ParsableCommand {
         var storeOptions = StoreOptions()
         storeOptions.endpoint = endpoint
         storeOptions.region = region
+        storeOptions.caBundle = caBundle
         var options = PublishOptions(env: name)
         options.skipSpecial = skipSpecial
         options.compressionLevel = level
