@@ -32,11 +32,15 @@ public struct CABundle: Sendable, Equatable, CustomStringConvertible {
 
     /// The bundle for a store, by the precedence above; nil means the system store. A named file
     /// that cannot be read, or holds no PEM certificate, is an error naming it and its source.
-    public static func resolve(option: String?, s3Profile: CABundle?, s3: Bool, environment env: [String: String],
-                               store: String) throws(StoreError) -> CABundle? {
+    /// A store reached without TLS (`tls` false) ignores the environment's settings, so a stale
+    /// SSL_CERT_FILE cannot break an http:// mount; `--ca-bundle` is checked regardless.
+    public static func resolve(option: String?, s3Profile: CABundle?, s3: Bool, tls: Bool = true,
+                               environment env: [String: String], store: String) throws(StoreError) -> CABundle? {
         var chosen: CABundle?
         if let o = nonEmpty(option) {
             chosen = CABundle(path: o, source: "--ca-bundle")
+        } else if !tls {
+            return nil
         } else if s3, let e = nonEmpty(env["AWS_CA_BUNDLE"]) {
             chosen = CABundle(path: e, source: "AWS_CA_BUNDLE")
         } else if s3, let p = s3Profile {

@@ -20,7 +20,8 @@ public final class HTTPStore: ObjectStore {
     public convenience init(urls: [String], options: StoreOptions,
                             environment: [String: String] = AWSConfig.processEnvironment()) throws {
         let store = urls.first ?? "http://"
-        let bundle = try CABundle.resolve(option: options.caBundle, s3Profile: nil, s3: false, environment: environment, store: store)
+        let tls = (urls + options.mirrors).contains { $0.lowercased().hasPrefix("https://") }
+        let bundle = try CABundle.resolve(option: options.caBundle, s3Profile: nil, s3: false, tls: tls, environment: environment, store: store)
         self.init(urls: urls, options: options, client: CurlClients.client(for: bundle),
                   policy: RetryPolicy(deadline: options.requestDeadline), caBundle: bundle)
     }

@@ -60,7 +60,7 @@ public final class S3Store: ObjectStore {
         config = AWSConfig.resolve(options: options, environment: environment)
         self.signing = signing
         caBundle = try CABundle.resolve(option: options.caBundle, s3Profile: config.profileCABundle, s3: true,
-                                        environment: environment, store: url)
+                                        tls: config.endpoint.lowercased().hasPrefix("https://"), environment: environment, store: url)
         self.client = client ?? CurlClients.client(for: caBundle)
         retry = RetryRunner(policy: policy ?? RetryPolicy(deadline: options.requestDeadline), store: url)
 

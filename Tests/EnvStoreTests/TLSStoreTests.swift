@@ -58,6 +58,13 @@ final class TLSStoreTests: XCTestCase {
         // The AWS settings are for S3 only: an http(s) store goes on to CURL_CA_BUNDLE.
         XCTAssertEqual(try pick(nil, all, s3: false), CABundle(path: d, source: "CURL_CA_BUNDLE"))
         XCTAssertEqual(try pick(a, all, s3: false), CABundle(path: a, source: "--ca-bundle"))
+        // Without TLS the environment's settings do not matter, even a missing file.
+        var stale = all
+        stale["SSL_CERT_FILE"] = dir + "/gone.pem"
+        stale["CURL_CA_BUNDLE"] = nil
+        XCTAssertNil(try CABundle.resolve(option: nil, s3Profile: nil, s3: false, tls: false, environment: stale, store: "s"))
+        XCTAssertNoThrow(try HTTPStore(urls: ["http://127.0.0.1:1/"], options: StoreOptions(), environment: stale))
+        XCTAssertThrowsError(try HTTPStore(urls: ["https://127.0.0.1:1/"], options: StoreOptions(), environment: stale))
     }
 
     func testAMissingOrEmptyBundleIsAnErrorNamingIt() throws {
@@ -69,7 +76,7 @@ final class TLSStoreTests: XCTestCase {
         }
         try "not a certificate\n".write(toFile: dir + "/junk.pem", atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try S3Store(url: "s3://b", options: StoreOptions(),
-                                         environment: clean.merging(["AWS_CA_BUNDLE": dir + "/junk.pem"]) { $1 })) { e in
+                                         environment: clean.merging(["AWS_CA_BUNDLE": dir + "/junk.pem", "AWS_ENDPOINT_URL": "https://127.0.0.1:1"]) { $1 })) { e in
             let text = "\(e)"
             XCTAssertTrue(text.contains(dir + "/junk.pem") && text.contains("AWS_CA_BUNDLE") && text.contains("no PEM certificate"), text)
         }
