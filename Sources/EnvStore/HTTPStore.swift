@@ -65,8 +65,13 @@ public final class HTTPStore: ObjectStore {
         }
     }
 
-    private func request(_ method: HTTPMethod, _ key: String) throws(StoreError) -> CurlResponse {
-        try retry.run(key: key, bases: bases) { base, left in self.attempt(method, base, key, left) }
+    private func request(_ method: HTTPMethod, _ key: String, runner: RetryRunner? = nil) throws(StoreError) -> CurlResponse {
+        try (runner ?? retry).run(key: key, bases: bases) { base, left in self.attempt(method, base, key, left) }
+    }
+
+    /// A GET under another retry policy (a probe with a short deadline).
+    func get(_ key: String, policy: RetryPolicy) throws -> [UInt8] {
+        try request(.get, key, runner: RetryRunner(policy: policy, store: description)).body
     }
 
     public func get(_ key: String) throws -> [UInt8] {

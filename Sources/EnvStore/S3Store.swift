@@ -155,9 +155,9 @@ public final class S3Store: ObjectStore {
     }
 
     private func call(_ method: HTTPMethod, key: String, objectKey: String?, query: [(String, String)] = [],
-                      body: [UInt8]? = nil) throws(StoreError) -> CurlResponse {
+                      body: [UInt8]? = nil, runner: RetryRunner? = nil) throws(StoreError) -> CurlResponse {
         let slashInQuery = query.contains { $0.1.contains("/") }
-        return try retry.run(key: key, bases: [config.endpoint]) { _, left in
+        return try (runner ?? retry).run(key: key, bases: [config.endpoint]) { _, left in
             do throws(CurlError) {
                 let raw = rawSlashQueries.load(ordering: .relaxed)
                 let r = try self.send(method, objectKey: objectKey, query: query, body: body, rawSlash: raw, timeLeft: left)
@@ -177,6 +177,11 @@ public final class S3Store: ObjectStore {
 
     public func get(_ key: String) throws -> [UInt8] {
         try call(.get, key: key, objectKey: prefix + key).body
+    }
+
+    /// A GET under another retry policy (a probe with a short deadline).
+    func get(_ key: String, policy: RetryPolicy) throws -> [UInt8] {
+        try call(.get, key: key, objectKey: prefix + key, runner: RetryRunner(policy: policy, store: description)).body
     }
 
     public func put(_ key: String, _ bytes: [UInt8]) throws {

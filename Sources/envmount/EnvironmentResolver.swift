@@ -19,6 +19,9 @@ struct OpenedEnvironment {
 struct EnvironmentResolver {
     let store: any ObjectStore
     let cache: ChunkCache
+    /// With a cached ref to fall back on, the store gets this many seconds for the ref (and a
+    /// refused connection or unknown host is an answer) before the mount goes offline.
+    var refTimeout: Double? = nil
 
     /// The environment the parent `envmount mount` already resolved, for its daemon: the same
     /// ref (the parent cached it), so the daemon serves exactly what the parent reported and
@@ -40,7 +43,9 @@ struct EnvironmentResolver {
         var offline = false
         let ref: Ref
         do {
-            let bytes = try store.get(Ref.objectKey(env: name))
+            let key = Ref.objectKey(env: name)
+            let fallback = refTimeout != nil && cache.loadRef(store: store.description, env: name) != nil
+            let bytes = fallback ? try store.probe(key, deadline: refTimeout!) : try store.get(key)
             ref = try Ref.decode(bytes)
             try? cache.storeRef(store: store.description, env: name, bytes)
         } catch let e as StoreError where e.isNotFound {

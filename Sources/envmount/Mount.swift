@@ -84,6 +84,8 @@ struct Mount: ParsableCommand {
         guard (0...256).contains(streamReadAhead ?? 0) else { throw ValidationError("--stream-read-ahead must be 0...256") }
         guard (0...256).contains(readAheadChunks) else { throw ValidationError("--read-ahead-chunks must be 0...256") }
         guard readAheadKb >= 4 && readAheadKb <= 16384 else { throw ValidationError("--read-ahead-kb must be 4...16384") }
+        let rt = storeArguments.refTimeout
+        guard rt.isFinite && rt > 0 && rt <= 3600 else { throw ValidationError("--ref-timeout must be a number of seconds in (0, 3600]") }
     }
 
     func run() throws {
@@ -102,7 +104,8 @@ struct Mount: ParsableCommand {
             let cache = try ChunkCache(directory: cacheDirectory, limit: limit)
             let storeSpec = Self.absoluteStoreSpec(store)
             let s = try StoreFactory.open(storeSpec, options: storeArguments.options)
-            let resolver = EnvironmentResolver(store: s, cache: cache)
+            var resolver = EnvironmentResolver(store: s, cache: cache)
+            resolver.refTimeout = storeArguments.refTimeout
             let opened: OpenedEnvironment
             if daemonChild, let m = resolvedManifest.flatMap(ChunkID.init(hex:)), let e = env {
                 opened = try resolver.resolved(env: e, manifest: m, offline: resolvedOffline)
@@ -168,6 +171,7 @@ struct Mount: ParsableCommand {
         if let r = storeArguments.region { args += ["--region", r] }
         for m in storeArguments.mirrors { args += ["--mirror", m] }
         if let c = storeArguments.options.caBundle { args += ["--ca-bundle", c] }
+        args += ["--ref-timeout", "\(storeArguments.refTimeout)"]
         if opened.offline { args.append("--resolved-offline") }
         if let w = streamReadAhead { args += ["--stream-read-ahead", "\(w)"] }
         if let p = prefetch { args += ["--prefetch", p] }

@@ -20,6 +20,10 @@ struct StoreArguments: ParsableArguments {
             completion: .file())
     var caBundle: String?
 
+    @Option(help: ArgumentHelp("Seconds the store gets to answer for the ref when a cached copy exists; then the cached revision is mounted offline.",
+                               discussion: "A refused connection or an unknown host name is an answer at once. Without a cached ref the store gets --timeout."))
+    var refTimeout: Double = 2
+
     var options: StoreOptions {
         var o = StoreOptions()
         o.endpoint = endpoint

@@ -54,6 +54,8 @@ struct StatusInfo: Codable {
     var rssBytes: UInt64
     var jobs: [JobInfo]
     var lastError: String?
+    /// The store asked again for this status (reachable? newer revision?).
+    var storeCheck: StoreCheck? = nil
 }
 
 struct ControlReply: Codable {
