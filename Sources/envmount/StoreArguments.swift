@@ -1,4 +1,5 @@
 import ArgumentParser
+import EnvDaemon
 import EnvStore
 
 /// Options shared by the subcommands that open a store.

@@ -4,23 +4,23 @@ import EnvStore
 /// What the store says now about a mounted environment, asked when `status` runs: whether it
 /// answers at all (an offline mount wants to know when it is back) and whether its ref names a
 /// newer revision than the one mounted (a remount would pick it up).
-struct StoreCheck: Codable, Equatable {
+public struct StoreCheck: Codable, Sendable, Equatable {
     /// The store answered (with the ref, or with a definite refusal such as 404 or 403).
-    var reachable: Bool
+    public var reachable: Bool
     /// The revision and manifest its ref names, when it could be read.
-    var revision: UInt64?
-    var manifest: String?
+    public var revision: UInt64?
+    public var manifest: String?
     /// The store's ref names another manifest with a higher revision than the mounted one.
-    var newer: Bool
+    public var newer: Bool
     /// Why the ref could not be read.
-    var error: String?
+    public var error: String?
     /// How long the question took, in seconds.
-    var seconds: Double
+    public var seconds: Double
 
     /// Seconds the store gets to answer a status question.
-    static let deadline = 2.0
+    public static let deadline = 2.0
 
-    static func ask(_ store: any ObjectStore, env: String, mounted: Ref, deadline: Double = StoreCheck.deadline) -> StoreCheck {
+    public static func ask(_ store: any ObjectStore, env: String, mounted: Ref, deadline: Double = StoreCheck.deadline) -> StoreCheck {
         let clock = ContinuousClock()
         let start = clock.now
         func took() -> Double {
@@ -39,7 +39,7 @@ struct StoreCheck: Codable, Equatable {
     }
 
     /// One line for `envmount status`.
-    var summary: String {
+    public var summary: String {
         if !reachable { return "unreachable (\(error ?? "no answer"))" }
         guard let revision else { return "reachable, but the ref cannot be read: \(error ?? "?")" }
         if newer { return "reachable; holds a newer revision \(revision) (manifest \(manifest?.prefix(16) ?? "")): remount to use it" }
