@@ -77,7 +77,9 @@ public enum MountDaemon {
         ProcessControl.ignoreSIGPIPE()
         ProcessControl.newSession()
         let stdin = FileDescriptor(rawValue: 0)
-        let handoff = try JSONDecoder().decode(DaemonHandoff.self, from: Data(try stdin.readAll()))
+        guard !Console.isTerminal(0), let handoff = try? JSONDecoder().decode(DaemonHandoff.self, from: Data(try stdin.readAll())) else {
+            throw MountError("`envmount daemon` is started by `envmount mount`, which gives it the mount's description on stdin; use `envmount mount`")
+        }
         if let null = try? FileDescriptor.open("/dev/null", O_RDONLY) {
             try? null.dup2(to: 0)
             null.close()
