@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <sys/file.h>
 #include "csys.h"
 #include <unistd.h>
 #include <fcntl.h>
@@ -27,3 +28,5 @@ int envmount_statvfs_avail(const char *path, uint64_t *bytes) {
 int envmount_umount_lazy(const char *path) { return umount2(path, MNT_DETACH); }
 
 int envmount_syncfs(int fd) { return syncfs(fd); }
+
+int envmount_flock_exclusive(int fd) { return flock(fd, LOCK_EX); }

@@ -36,10 +36,13 @@ public enum MountDaemon {
         let cache = try ChunkCache(directory: o.cacheDir!, limit: o.cacheSize)
         let store = try StoreFactory.open(o.store, options: o.storeOptions)
         o.trust = o.trust.resolved()
+        // `--revision N` mounts an older revision on purpose: the rollback check lets it through
+        // (signatures are still required) and does not record it as the newest seen.
+        if o.revision != nil { o.trust.allowOlder = true }
         var resolver = EnvironmentResolver(store: store, cache: cache)
         resolver.trust = try o.trust.policy()
         resolver.refTimeout = o.refTimeout
-        let opened = try resolver.resolve(env: o.env)
+        let opened = try o.revision.map { try resolver.resolve(env: o.env, revision: $0) } ?? resolver.resolve(env: o.env)
         o.env = opened.env
         o.logFile = o.logFile.map(Mountpoints.absolute) ?? "\(o.cacheDir!)/logs/\(opened.env).log"
         if let p = o.prefetch {
@@ -93,7 +96,8 @@ public enum MountDaemon {
         var resolver = EnvironmentResolver(store: store, cache: cache)
         resolver.trust = try o.trust.policy()
         resolver.refTimeout = o.refTimeout
-        let opened = try resolver.resolved(env: env, manifest: manifest, offline: handoff.offline)
+        let opened = try o.revision.map { try resolver.resolve(env: env, revision: $0) }
+            ?? resolver.resolved(env: env, manifest: manifest, offline: handoff.offline)
         try serve(o, store: store, cache: cache, opened: opened, daemonChild: true)
     }
 

@@ -10,6 +10,8 @@ public struct MountOptions: Codable, Sendable, Equatable {
     /// Absolute path of the directory to mount on.
     public var mountpoint: String
     public var env: String?
+    /// A recorded revision to mount on purpose instead of the current one (`--revision`).
+    public var revision: UInt64?
     /// Chunk cache directory (nil: ChunkCache.defaultDirectory()).
     public var cacheDir: String?
     /// Most bytes of cached chunks (nil: no limit).

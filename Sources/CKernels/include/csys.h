@@ -17,4 +17,6 @@ int envmount_statvfs_avail(const char *path, uint64_t *bytes);
 int envmount_syncfs(int fd);
 /// umount2(path, MNT_DETACH): lazy unmount, for a stale FUSE mount left by a killed daemon.
 int envmount_umount_lazy(const char *path);
+/// flock(fd, LOCK_EX): an exclusive lock on the open file (Swift sees `flock` as the struct).
+int envmount_flock_exclusive(int fd);
 #endif
