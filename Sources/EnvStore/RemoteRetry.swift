@@ -141,7 +141,7 @@ enum Remote {
         switch method {
         case .put: return [("Cache-Control", isRef ? "no-cache" : "public, max-age=31536000, immutable")]
         case .get: return isRef ? [("Cache-Control", "no-cache")] : []
-        case .head: return []
+        case .head, .post, .delete: return []
         }
     }
 
