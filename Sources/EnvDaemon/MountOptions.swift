@@ -39,6 +39,11 @@ public struct MountOptions: Codable, Sendable, Equatable {
     public var prefetch: String?
     /// libfuse's per-request debug output.
     public var fuseDebug = false
+    /// A local writable layer's directory (overlayfs upper and work directories; root only).
+    public var writable: String?
+    /// Serve a materialized tree of the revision when the cache holds one, and build one once
+    /// every chunk is cached.
+    public var native = true
 
     /// Longest `--timeout` taken: a day. Larger values only hide a hung store.
     public static let maxRequestTimeout: Double = 86400
