@@ -5,6 +5,8 @@
 #include <sys/vfs.h>
 #include <sys/statvfs.h>
 #include <sys/mount.h>
+#include <string.h>
+#include <gnu/libc-version.h>
 
 int envmount_seek_data(void) { return SEEK_DATA; }
 int envmount_seek_hole(void) { return SEEK_HOLE; }
@@ -27,3 +29,9 @@ int envmount_statvfs_avail(const char *path, uint64_t *bytes) {
 int envmount_umount_lazy(const char *path) { return umount2(path, MNT_DETACH); }
 
 int envmount_syncfs(int fd) { return syncfs(fd); }
+
+const void *envmount_memmem(const void *haystack, size_t hlen, const void *needle, size_t nlen) {
+    return memmem(haystack, hlen, needle, nlen);
+}
+
+const char *envmount_glibc_version(void) { return gnu_get_libc_version(); }

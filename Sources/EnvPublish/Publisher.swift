@@ -15,6 +15,8 @@ public struct PublishOptions: Sendable {
     public var chunking = ChunkingParams.default
     /// Chunks hashed, compressed and uploaded at once.
     public var workers = 8
+    /// Also publish the venv's base interpreter under `.envmount-python/` (see BundledPython).
+    public var withPython = false
     public init(env: String) { self.env = env }
 }
 
@@ -76,7 +78,17 @@ public final class Publisher: Sendable {
         do { sourcePath = try FS.realpath(source) } catch { throw PublishError.unreadable(path: source, reason: "\(error)") }
 
         var walker = TreeWalker(skipSpecial: options.skipSpecial, warn: warn)
+        let bundle = options.withPython ? try BundledPython.locate(source: sourcePath) : nil
         try walker.walk(root: sourcePath.pathBytes)
+        if let b = bundle {
+            guard walker.builder.nodes.allSatisfy({ $0.parent != 0 || $0.name != BundledPython.directoryName.pathBytes }) else {
+                throw PublishError.interpreter("\(sourcePath)/\(BundledPython.directoryName) exists; that name is reserved for --with-python")
+            }
+            walker.excluded = Set(b.excluded)
+            try walker.walkExtra(b.prefix.pathBytes, as: BundledPython.directoryName.pathBytes)
+        }
+        let prefixes = Self.relocationPrefixes(sourcePath: sourcePath, bundle: bundle)
+        var scanner = PrefixScanner(prefixes: prefixes)
         if let d = store as? DirectoryStore { try d.createIfMissing() }
 
         // What the store has: its chunk listing, and stored sizes from the previous manifest.
@@ -171,6 +183,7 @@ public final class Publisher: Sendable {
             defer { fd.close() }
             let size = f.stat.size
             var pos: UInt64 = 0
+            scanner.begin(node: f.node, name: walker.builder.nodes[f.node].name)
             do {
                 while pos < size {
                     // Sparse sources: holes become zero spans, and are never read.
@@ -192,6 +205,7 @@ public final class Publisher: Sendable {
                         let want = Int(min(UInt64(blockSize), dataEnd - pos))
                         let got = try fd.preadFully(into: &buffer, at: 0, count: want, offset: pos)
                         if got < want { throw PublishError.changedDuringPublish(f.path.pathString) }
+                        scanner.feed(offset: pos, buffer: buffer, count: got)
                         emit(chunker.append(file: f.node, fileOffset: pos, bytes: buffer[0..<got]))
                         pos += UInt64(got)
                         prog.bytesRead += UInt64(got)
@@ -199,6 +213,7 @@ public final class Publisher: Sendable {
                 }
                 let after = try FS.lstat(f.path)
                 if after.size != f.stat.size || after.mtimeNs != f.stat.mtimeNs { throw PublishError.changedDuringPublish(f.path.pathString) }
+                try scanner.end(path: f.path, relPath: Self.treePath(walker.builder, f.node), size: size)
             } catch let e as PublishError {
                 throw e
             } catch {
@@ -239,8 +254,11 @@ public final class Publisher: Sendable {
         for n in builder.nodes.indices where !builder.nodes[n].spans.isEmpty {
             builder.remapChunks(n) { $0 == Manifest.Span.zeros ? $0 : remap[Int($0)] }
         }
+        let relocation = Relocation(prefixes: prefixes, files: scanner.files,
+                                    symlinks: Self.symlinkRecords(builder, prefixes: prefixes), patches: scanner.patches)
+        let metadata = (Self.pythonFacts(sourcePath) + Self.environmentFacts(scanner, builder, bundle: bundle)).sorted { $0.key < $1.key }
         let manifest = try builder.build(chunking: options.chunking, sourcePath: sourcePath.pathBytes,
-                                         metadata: Self.pythonFacts(sourcePath), chunks: table)
+                                         metadata: metadata, chunks: table, relocation: relocation)
         let encoded = try manifest.encode()
         let manifestID = ChunkID.of(encoded)
         var result = PublishResult(ref: Ref(manifest: manifestID, revision: 1, publishedAt: ProcessControl.wallClockSeconds()),
@@ -275,7 +293,7 @@ public final class Publisher: Sendable {
 
     /// `home` and `version` from a venv's pyvenv.cfg, when there is one.
     static func pythonFacts(_ source: String) -> [(key: String, value: String)] {
-        var facts: [(key: String, value: String)] = [("envmount.format", "1")]
+        var facts: [(key: String, value: String)] = [("envmount.format", "\(Manifest.formatVersion)")]
         guard let cfg = try? FS.readFile(source + "/pyvenv.cfg") else { return facts }
         for line in String(decoding: cfg, as: UTF8.self).split(separator: "\n") {
             let kv = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: " \t") }

@@ -16,6 +16,8 @@ struct TreeWalker {
     let skipSpecial: Bool
     let warn: (String) -> Void
     private var inodes: [HardlinkKey: Int] = [:]
+    /// Paths left out of the walk (with their contents).
+    var excluded: Set<PathBytes> = []
 
     struct HardlinkKey: Hashable {
         var device: UInt64
@@ -35,6 +37,15 @@ struct TreeWalker {
         try walkDirectory(root, index: r)
     }
 
+    /// Adds the directory `path` as a top-level directory `name` of the tree, with its contents.
+    mutating func walkExtra(_ path: PathBytes, as name: PathBytes) throws {
+        let st: FileStat
+        do { st = try FS.stat(path) } catch { throw PublishError.unreadable(path: path.pathString, reason: "\(error)") }
+        guard st.kind == .directory else { throw PublishError.notADirectory(path.pathString) }
+        let i = builder.add(node(parent: 0, name: name, st, kind: .directory))
+        try walkDirectory(path, index: i)
+    }
+
     private func node(parent: Int, name: PathBytes, _ st: FileStat, kind: Manifest.Kind) -> ManifestBuilder.Node {
         ManifestBuilder.Node(parent: parent, name: name, kind: kind, mode: st.mode, uid: st.uid, gid: st.gid,
                              mtimeNs: st.mtimeNs, size: kind == .directory ? 0 : st.size)
@@ -49,6 +60,7 @@ struct TreeWalker {
         names.sort { compareBytes($0, $1) < 0 }
         for name in names {
             let child = path.appendingComponent(name)
+            if excluded.contains(child) { continue }
             let st: FileStat
             do { st = try FS.lstat(child) } catch { throw PublishError.unreadable(path: child.pathString, reason: "\(error)") }
             switch st.kind {

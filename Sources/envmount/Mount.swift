@@ -19,8 +19,8 @@ struct Mount: ParsableCommand {
     @Argument(help: "The store: a directory, file:///dir, s3://bucket/prefix, or http(s)://…")
     var store: String
 
-    @Argument(help: "An empty directory to mount on.")
-    var mountpoint: String
+    @Argument(help: "The directory to mount on (default: the path the environment was published from, created if missing). Any other path works too: files that name the source path are presented with this path instead.")
+    var mountpoint: String?
 
     @Option(help: "Environment to mount (may be left out when the store holds one).")
     var env: String?
@@ -66,6 +66,9 @@ struct Mount: ParsableCommand {
     @Option(help: "Start fetching this recorded profile in the background once mounted (see `envmount profile save`).")
     var prefetch: String?
 
+    @Flag(help: "Present every file exactly as published, even when mounted at another path than the source path.")
+    var noRelocate = false
+
     @Flag(help: "Log every FUSE request (libfuse's debug output; with --foreground).")
     var fuseDebug = false
 
@@ -91,8 +94,10 @@ struct Mount: ParsableCommand {
         if daemonChild { ProcessControl.newSession() }
         do {
             // mountinfo names mount points by their resolved path; a stale mount cannot be resolved.
-            let given = Mountpoints.absolute(mountpoint)
-            let mp = try prepareMountpoint((try? FS.realpath(given)) ?? given)
+            var mp = try mountpoint.map { m -> String in
+                let given = Mountpoints.absolute(m)
+                return try prepareMountpoint((try? FS.realpath(given)) ?? given)
+            }
             let cacheDirectory = Mountpoints.absolute(cacheDir ?? ChunkCache.defaultDirectory())
             let limit = try cacheSize.map { s -> UInt64 in
                 let v = try ByteSize.parse(s)
@@ -109,7 +114,9 @@ struct Mount: ParsableCommand {
             } else {
                 opened = try resolver.resolve(env: env)
             }
+            if mp == nil { mp = try defaultMountpoint(opened.manifest) }
             let log = logFile.map(Mountpoints.absolute) ?? "\(cacheDirectory)/logs/\(opened.env).log"
+            if !daemonChild { reportRelocation(opened.manifest, mountpoint: mp!) }
             if let p = prefetch, !daemonChild {
                 let key = Profile.objectKey(env: opened.env, manifest: opened.ref.manifest, name: p)
                 if !((try? s.exists(key)) ?? false) {
@@ -117,9 +124,9 @@ struct Mount: ParsableCommand {
                 }
             }
             if foreground {
-                try serve(mp: mp, store: s, cache: cache, opened: opened, log: log)
+                try serve(mp: mp!, store: s, cache: cache, opened: opened, log: log)
             } else {
-                try spawnDaemon(mp: mp, storeSpec: storeSpec, cacheDirectory: cacheDirectory, opened: opened, log: log)
+                try spawnDaemon(mp: mp!, storeSpec: storeSpec, cacheDirectory: cacheDirectory, opened: opened, log: log)
             }
         } catch let e as ExitCode {
             throw e
@@ -174,6 +181,7 @@ struct Mount: ParsableCommand {
         if noKeepCache { args.append("--no-keep-cache") }
         if noSplice { args.append("--no-splice") }
         if withOpen { args.append("--with-open") }
+        if noRelocate { args.append("--no-relocate") }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: String(decoding: try FS.readlink("/proc/self/exe".pathBytes), as: UTF8.self))
         p.arguments = args
@@ -214,8 +222,9 @@ struct Mount: ParsableCommand {
         ra.maxChunks = readAheadChunks
         ra.initialChunks = min(2, readAheadChunks)
         let recorder = AccessRecorder(chunkCount: manifest.chunks.count)
+        let relocated = noRelocate ? nil : RelocatedFiles.make(manifest: manifest, mountpoint: mp.pathBytes)
         let fs = EnvFilesystem(manifest: manifest, fetcher: fetcher, pool: pool, readAhead: readAheadChunks > 0 ? ra : nil,
-                               onChunkRead: { recorder.record($0) })
+                               relocated: relocated, onChunkRead: { recorder.record($0) })
         let service = MountService(mountpoint: mp, opened: opened, store: store, cache: cache, fs: fs,
                                    fetcher: fetcher, pool: pool, recorder: recorder)
         var config = FuseConfig()
@@ -232,6 +241,7 @@ struct Mount: ParsableCommand {
         let daemonChild = self.daemonChild
         let env = opened.env, revision = opened.ref.revision
         let prefetch = self.prefetch
+        let noRelocate = self.noRelocate
         let rc = session.run(onReady: {
             do { try service.startControlSocket() } catch {
                 Log.error("control socket unavailable (status, warm and profile will not reach this mount): \(error)")
@@ -248,6 +258,7 @@ struct Mount: ParsableCommand {
                 Console.error("envmount: serving \(env) revision \(revision) at \(mp); unmount or Ctrl-C to stop")
             }
             Log.info("mounted \(env) revision \(revision) at \(mp), pid \(ProcessControl.pid)")
+            for line in Self.relocationLines(manifest, relocated, noRelocate: noRelocate) { Log.info(line) }
             if let p = prefetch {
                 do {
                     let job = try service.warmProfile(p)

@@ -45,6 +45,9 @@ struct PublishCommand: ParsableCommand {
     @Option(help: "S3 region (R2: auto); default AWS_REGION or the profile's.")
     var region: String?
 
+    @Flag(help: "Also publish the venv's base interpreter (the installation pyvenv.cfg's `home` belongs to: pyenv, uv-managed, python-build-standalone) under .envmount-python/, so the mount runs on a machine without that Python. Its site-packages and test suite are left out. A system Python in /usr is refused.")
+    var withPython = false
+
     @Flag(name: .shortAndLong, help: "Print only errors and the final ref.")
     var quiet = false
 
@@ -63,6 +66,7 @@ struct PublishCommand: ParsableCommand {
         options.skipSpecial = skipSpecial
         options.compressionLevel = level
         options.workers = jobs
+        options.withPython = withPython
         let tty = Console.isTerminal(2)
         let quiet = self.quiet
         do {
