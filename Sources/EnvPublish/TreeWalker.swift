@@ -37,6 +37,15 @@ struct TreeWalker {
         try walkDirectory(root, index: r)
     }
 
+    /// --with-python: the base interpreter's installation as `.envmount-python/`, less its exclusions.
+    mutating func walkBundle(_ b: BundledPython) throws {
+        guard builder.nodes.allSatisfy({ $0.parent != 0 || $0.name != BundledPython.directoryName.pathBytes }) else {
+            throw PublishError.interpreter("the source has a top-level \(BundledPython.directoryName); that name is reserved for --with-python")
+        }
+        excluded = Set(b.excluded)
+        try walkExtra(b.prefix.pathBytes, as: BundledPython.directoryName.pathBytes)
+    }
+
     /// Adds the directory `path` as a top-level directory `name` of the tree, with its contents.
     mutating func walkExtra(_ path: PathBytes, as name: PathBytes) throws {
         let st: FileStat
