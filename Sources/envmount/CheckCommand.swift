@@ -1,6 +1,7 @@
 import ArgumentParser
 import EnvCache
 import EnvFormat
+import EnvFS
 import EnvStore
 import SysKit
 

@@ -22,7 +22,9 @@ extension Mount {
         for line in Self.relocationLines(manifest, relocated, noRelocate: noRelocate) { Console.error("envmount: \(line)") }
     }
 
-    static func relocationLines(_ manifest: Manifest, _ relocated: RelocatedFiles?, noRelocate: Bool) -> [String] {
+    /// What relocation does at this mount; `listLimit` files that keep the old path are named
+    /// (the terminal gets 20, the log all of them).
+    static func relocationLines(_ manifest: Manifest, _ relocated: RelocatedFiles?, noRelocate: Bool, listLimit: Int = 20) -> [String] {
         let source = String(decoding: manifest.sourcePath, as: UTF8.self)
         guard let r = relocated else {
             return noRelocate && !manifest.relocation.isEmpty
@@ -33,8 +35,8 @@ extension Mount {
         if !r.unrelocated.isEmpty {
             let total = r.unrelocated.reduce(0) { $0 + $1.count }
             lines.append("\(r.unrelocated.count) binary files keep \(total) references to the old paths (a longer path does not fit in place; mount at a path no longer than \(source) to relocate them):")
-            for u in r.unrelocated.prefix(20) { lines.append("  \(u.path) (\(u.count))") }
-            if r.unrelocated.count > 20 { lines.append("  … and \(r.unrelocated.count - 20) more (all listed in the mount's log)") }
+            for u in r.unrelocated.prefix(listLimit) { lines.append("  \(u.path) (\(u.count))") }
+            if r.unrelocated.count > listLimit { lines.append("  … and \(r.unrelocated.count - listLimit) more (all listed in the mount's log)") }
         }
         return lines
     }

@@ -258,7 +258,7 @@ struct Mount: ParsableCommand {
                 Console.error("envmount: serving \(env) revision \(revision) at \(mp); unmount or Ctrl-C to stop")
             }
             Log.info("mounted \(env) revision \(revision) at \(mp), pid \(ProcessControl.pid)")
-            for line in Self.relocationLines(manifest, relocated, noRelocate: noRelocate) { Log.info(line) }
+            for line in Self.relocationLines(manifest, relocated, noRelocate: noRelocate, listLimit: .max) { Log.info(line) }
             if let p = prefetch {
                 do {
                     let job = try service.warmProfile(p)

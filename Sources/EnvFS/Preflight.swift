@@ -4,15 +4,15 @@
 import EnvFormat
 import SysKit
 
-struct Preflight {
-    struct Finding {
-        enum Level: Comparable { case ok, warning, failure }
-        var level: Level
-        var text: String
+public struct Preflight {
+    public struct Finding: Sendable, Equatable {
+        public enum Level: Comparable, Sendable { case ok, warning, failure }
+        public var level: Level
+        public var text: String
     }
 
-    static func run(_ m: Manifest, machine: String = SystemInfo.machine(), glibc: String = SystemInfo.glibcVersion(),
-                    nvidiaVersionFile: String = ProcessControl.environment("ENVMOUNT_NVIDIA_VERSION_FILE") ?? "/proc/driver/nvidia/version") -> [Finding] {
+    public static func run(_ m: Manifest, machine: String = SystemInfo.machine(), glibc: String = SystemInfo.glibcVersion(),
+                    nvidiaVersionFile: String = "/proc/driver/nvidia/version") -> [Finding] {
         var out = [interpreter(m)]
         if let archs = m.metadataValue("elf.machine") {
             let list = archs.split(separator: ",").map(String.init)
@@ -43,7 +43,7 @@ struct Preflight {
     }
 
     /// The interpreter a venv's bin/python leads to: bundled, inside the tree, or on this machine.
-    static func interpreter(_ m: Manifest) -> Finding {
+    public static func interpreter(_ m: Manifest) -> Finding {
         let version = m.metadataValue("python.version") ?? ""
         let mm = version.split(separator: ".").prefix(2).joined(separator: ".")
         if let b = m.metadataValue("python.bundled") {
@@ -79,7 +79,7 @@ struct Preflight {
     }
 
     /// The driver version in /proc/driver/nvidia/version ("… Kernel Module  535.104.05  …").
-    static func nvidiaDriver(_ file: String) -> String? {
+    public static func nvidiaDriver(_ file: String) -> String? {
         guard let b = try? FS.readFile(file) else { return nil }
         let text = String(decoding: b, as: UTF8.self)
         for word in text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }) {
@@ -92,7 +92,7 @@ struct Preflight {
     }
 
     /// Compares dotted numeric versions ("2.35" < "2.36", "535.104.05" > "525.60.13").
-    static func compareVersions(_ a: String, _ b: String) -> Int {
+    public static func compareVersions(_ a: String, _ b: String) -> Int {
         let x = a.split(separator: ".").map { Int($0) ?? 0 }, y = b.split(separator: ".").map { Int($0) ?? 0 }
         for k in 0..<max(x.count, y.count) {
             let p = k < x.count ? x[k] : 0, q = k < y.count ? y[k] : 0
