@@ -1,6 +1,7 @@
 import ArgumentParser
 import EnvCache
 import EnvFormat
+import EnvDaemon
 import EnvFS
 import EnvStore
 import SysKit
@@ -33,7 +34,7 @@ struct CheckCommand: ParsableCommand {
         let opened: OpenedEnvironment
         do {
             let cache = try ChunkCache(directory: Mountpoints.absolute(cacheDir ?? ChunkCache.defaultDirectory()), limit: nil)
-            let s = try StoreFactory.open(Mount.absoluteStoreSpec(store), options: storeArguments.options)
+            let s = try StoreFactory.open(store.contains("://") ? store : Mountpoints.absolute(store), options: storeArguments.options)
             opened = try EnvironmentResolver(store: s, cache: cache).resolve(env: env)
             findings = Preflight.run(opened.manifest)
         } catch {

@@ -2,9 +2,9 @@ import EnvFS
 import EnvFormat
 import SysKit
 
-extension Mount {
+extension MountDaemon {
     /// The recorded source path, created if missing, when no mount point is given.
-    func defaultMountpoint(_ manifest: Manifest) throws -> String {
+    static func defaultMountpoint(_ manifest: Manifest) throws -> String {
         let source = String(decoding: manifest.sourcePath, as: UTF8.self)
         guard source.hasPrefix("/"), source != "/" else { throw MountError("the manifest records no source path; give a mount point") }
         if !FS.exists(source) {
@@ -14,20 +14,20 @@ extension Mount {
     }
 
     /// Says, before mounting, what relocation and the preflight found.
-    func reportRelocation(_ manifest: Manifest, mountpoint: String) {
+    static func reportRelocation(_ manifest: Manifest, mountpoint: String, relocate: Bool) {
         for f in Preflight.run(manifest) where f.level != .ok {
             Console.error("envmount: \(f.level == .failure ? "warning: will fail" : "warning"): \(f.text)")
         }
-        let relocated = noRelocate ? nil : RelocatedFiles.make(manifest: manifest, mountpoint: mountpoint.pathBytes)
-        for line in Self.relocationLines(manifest, relocated, noRelocate: noRelocate) { Console.error("envmount: \(line)") }
+        let relocated = !relocate ? nil : RelocatedFiles.make(manifest: manifest, mountpoint: mountpoint.pathBytes)
+        for line in relocationLines(manifest, relocated, relocate: relocate) { Console.error("envmount: \(line)") }
     }
 
     /// What relocation does at this mount; `listLimit` files that keep the old path are named
     /// (the terminal gets 20, the log all of them).
-    static func relocationLines(_ manifest: Manifest, _ relocated: RelocatedFiles?, noRelocate: Bool, listLimit: Int = 20) -> [String] {
+    static func relocationLines(_ manifest: Manifest, _ relocated: RelocatedFiles?, relocate: Bool, listLimit: Int = 20) -> [String] {
         let source = String(decoding: manifest.sourcePath, as: UTF8.self)
         guard let r = relocated else {
-            return noRelocate && !manifest.relocation.isEmpty
+            return !relocate && !manifest.relocation.isEmpty
                 ? ["--no-relocate: \(manifest.relocation.files.count) files and \(manifest.relocation.symlinks.count) symlinks still name \(source)"]
                 : []
         }
