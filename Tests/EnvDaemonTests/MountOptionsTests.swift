@@ -26,6 +26,7 @@ final class MountOptionsTests: XCTestCase {
         o.streamReadAhead = 9
         o.prefetch = "import-torch"
         o.fuseDebug = true
+        o.relocate = false
         return o
     }
 
