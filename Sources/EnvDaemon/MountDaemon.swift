@@ -37,7 +37,10 @@ public enum MountDaemon {
         o.cacheDir = Mountpoints.absolute(o.cacheDir ?? ChunkCache.defaultDirectory())
         let cache = try ChunkCache(directory: o.cacheDir!, limit: o.cacheSize)
         let store = try StoreFactory.open(o.store, options: o.storeOptions)
-        let opened = try EnvironmentResolver(store: store, cache: cache).resolve(env: o.env)
+        o.trust = o.trust.resolved()
+        var resolver = EnvironmentResolver(store: store, cache: cache)
+        resolver.trust = try o.trust.policy()
+        let opened = try resolver.resolve(env: o.env)
         o.env = opened.env
         if o.mountpoint.isEmpty { o.mountpoint = try defaultMountpoint(opened.manifest) }
         reportRelocation(opened.manifest, mountpoint: o.mountpoint, relocate: o.relocate)
@@ -48,8 +51,10 @@ public enum MountDaemon {
                 throw MountError("no profile '\(p)' for \(opened.env) revision \(opened.ref.revision) in \(store.description) (record one with `envmount profile save`)")
             }
         }
-        // Refuse a hostile control-socket directory before anything is mounted.
+        // Refuse a hostile control-socket directory, and name a missing FUSE device or
+        // fusermount3, before anything is started.
         try ControlPaths.prepareDirectory()
+        do { try FuseSession.preflight(mountpoint: o.mountpoint) } catch let e as FuseMountError { throw MountError(e.description) }
         if foreground {
             try serve(o, store: store, cache: cache, opened: opened, daemonChild: false)
             return
@@ -65,7 +70,7 @@ public enum MountDaemon {
             if let m = Mountpoints.find(o.mountpoint), m.fsType == "fuse.envmount" {
                 _ = Mountpoints.fusermountUnmount(o.mountpoint, lazy: true)
             }
-            throw MountError(e.description + " (log: \(o.logFile!))")
+            throw MountError(e.timedOut ? e.description + " (its log: \(o.logFile!))" : e.description)
         }
         Console.out("mounted \(opened.env) revision \(opened.ref.revision) at \(o.mountpoint) (\(opened.manifestSummary); pid \(pid), log \(o.logFile!))")
     }
@@ -86,7 +91,9 @@ public enum MountDaemon {
         }
         let cache = try ChunkCache(directory: cacheDir, limit: o.cacheSize)
         let store = try StoreFactory.open(o.store, options: o.storeOptions)
-        let opened = try EnvironmentResolver(store: store, cache: cache).resolved(env: env, manifest: manifest, offline: handoff.offline)
+        var resolver = EnvironmentResolver(store: store, cache: cache)
+        resolver.trust = try o.trust.policy()
+        let opened = try resolver.resolved(env: env, manifest: manifest, offline: handoff.offline)
         try serve(o, store: store, cache: cache, opened: opened, daemonChild: true)
     }
 
@@ -116,10 +123,14 @@ public enum MountDaemon {
 
     /// `-o` options for the kernel mount. `allow_other` (other users may read the tree) only
     /// where fusermount3 permits it: as root, or with `user_allow_other` in /etc/fuse.conf.
+    /// A non-root mount asks for `auto_unmount`: fusermount3 (which mounts for a user) then
+    /// stays as a watchdog and unmounts if the daemon dies, so a killed daemon leaves no stale
+    /// mount that only root could detach.
     static func fuseOptions(_ o: MountOptions, env: String, uid: UInt32 = ProcessControl.userID,
                             fuseConf: String = "/etc/fuse.conf") -> [String] {
         var options = ["ro", "default_permissions", "fsname=envmount:\(env)", "subtype=envmount"]
         if uid == 0 || userAllowOther(fuseConf) { options.append("allow_other") }
+        if uid != 0 { options.append("auto_unmount") }
         if o.fuseDebug { options.append("debug") }
         return options
     }

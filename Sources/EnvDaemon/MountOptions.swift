@@ -18,6 +18,8 @@ public struct MountOptions: Codable, Sendable, Equatable {
     /// Daemon log file (nil: CACHE_DIR/logs/ENV.log).
     public var logFile: String?
     public var storeOptions = StoreOptions()
+    /// Which environments are accepted: trusted keys, rollback state, --max-age.
+    public var trust = TrustOptions()
     /// Kernel read-ahead and largest FUSE read, KiB.
     public var readAheadKB = 1024
     /// Seconds the kernel caches names and attributes.
@@ -55,6 +57,7 @@ public struct MountOptions: Codable, Sendable, Equatable {
         guard kernelCacheTimeout.isFinite, kernelCacheTimeout >= 0, kernelCacheTimeout <= 365 * 86400 else {
             throw MountError("--kernel-cache-timeout must be 0...\(365 * 86400) seconds, not \(kernelCacheTimeout)")
         }
+        try trust.validate()
         if let c = cacheSize, c == 0 { throw MountError("--cache-size must be more than 0") }
         guard (1...256).contains(fetchThreads) else { throw MountError("--fetch-threads must be 1...256") }
         guard (0...256).contains(streamReadAhead ?? 0) else { throw MountError("--stream-read-ahead must be 0...256") }

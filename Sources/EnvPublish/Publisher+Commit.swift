@@ -18,8 +18,14 @@ extension Publisher {
             if let p = previous, p.manifest == manifestID {
                 result.ref = p
                 result.unchanged = true
+                // An unchanged tree published with a new key: the same revision, now signed by it.
+                if let s = options.signer, p.signature?.keyID != s.keyID {
+                    result.ref = try s.sign(p, env: options.env)
+                    try store.put(Ref.objectKey(env: options.env), try encodeRef(result.ref))
+                }
             } else {
                 result.ref.revision = (previous?.revision ?? 0) + 1
+                if let s = options.signer { result.ref = try s.sign(result.ref, env: options.env) }
                 try store.put(Ref.objectKey(env: options.env), try encodeRef(result.ref))
             }
         } catch {

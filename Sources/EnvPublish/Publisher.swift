@@ -19,8 +19,10 @@ public struct PublishOptions: Sendable {
     public var chunking = ChunkingParams.default
     /// Chunks hashed, compressed and uploaded at once.
     public var workers = 8
-    /// Turns a ref into the bytes written to `refs/<env>`; nil writes `Ref.encode()` as it is.
-    /// A signer appends its lines here.
+    /// Signs the ref (`--sign KEYFILE`); nil publishes an unsigned ref.
+    public var signer: RefSigner?
+    /// Turns a ref into the bytes written to `refs/<env>`; nil writes `Ref.encode()` as it is
+    /// (a signed ref's encoding includes its signature lines).
     public var encodeRef: (@Sendable (Ref) throws -> [UInt8])?
     /// Also publish the venv's base interpreter under `.envmount-python/` (see BundledPython).
     public var withPython = false

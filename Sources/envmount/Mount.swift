@@ -36,6 +36,8 @@ struct Mount: ParsableCommand {
 
     @OptionGroup var storeArguments: StoreArguments
 
+    @OptionGroup(title: "Trust") var trustArguments: TrustArguments
+
     @Option(help: "Kernel read-ahead and largest FUSE read in KiB (4...16384).")
     var readAheadKb: Int = 1024
 
@@ -79,6 +81,7 @@ struct Mount: ParsableCommand {
         }
         o.logFile = logFile
         o.storeOptions = storeArguments.options
+        o.trust = trustArguments.options
         o.readAheadKB = readAheadKb
         o.kernelCacheTimeout = kernelCacheTimeout
         o.keepCache = !noKeepCache

@@ -11,6 +11,6 @@ struct EnvPublishCommand: ParsableCommand {
             `envpublish SOURCE STORE [options]` publishes SOURCE as the next revision of an \
             environment (the `publish` subcommand; see `envpublish publish --help`).
             """,
-        subcommands: [PublishCommand.self],
+        subcommands: [PublishCommand.self, KeygenCommand.self],
         defaultSubcommand: PublishCommand.self)
 }

@@ -48,6 +48,12 @@ struct PublishCommand: ParsableCommand {
     @Flag(help: "Also publish the venv's base interpreter (the installation pyvenv.cfg's `home` belongs to: pyenv, uv-managed, python-build-standalone) under .envmount-python/, so the mount runs on a machine without that Python. Its site-packages and test suite are left out. A system Python in /usr is refused.")
     var withPython = false
 
+    @Option(name: .customLong("sign"), help: ArgumentHelp(
+        "Sign the ref with this Ed25519 private key (PEM, from `envpublish keygen` or `openssl genpkey -algorithm ed25519`).",
+        discussion: "Mounts given the matching public key (`envmount mount --trust KEY.pub`, or /etc/envmount/trusted.d/) accept only refs it signed.",
+        valueName: "KEYFILE"))
+    var signKey: String?
+
     @Flag(name: .shortAndLong, help: "Print only errors and the final ref.")
     var quiet = false
 
@@ -70,6 +76,7 @@ struct PublishCommand: ParsableCommand {
         let tty = Console.isTerminal(2)
         let quiet = self.quiet
         do {
+            options.signer = try signKey.map { try RefSigner(keyFile: $0) }
             let s = try StoreFactory.open(store, options: storeOptions)
             let publisher = Publisher(store: s, options: options, progress: { p in
                 guard !quiet else { return }
@@ -87,10 +94,11 @@ struct PublishCommand: ParsableCommand {
                     \(r.chunksReused) already in the store; manifest \(formatBytes(UInt64(r.manifestBytes)))
                     """)
             }
+            let signed = r.ref.signature.map { ", signed by key \($0.keyID)" } ?? ""
             if r.unchanged {
-                Console.out("\(name): unchanged, still revision \(r.ref.revision) (manifest \(r.ref.manifest.hex.prefix(16))) in \(String(format2: r.seconds)) s")
+                Console.out("\(name): unchanged, still revision \(r.ref.revision) (manifest \(r.ref.manifest.hex.prefix(16))\(signed)) in \(String(format2: r.seconds)) s")
             } else {
-                Console.out("\(name): revision \(r.ref.revision), manifest \(r.ref.manifest.hex.prefix(16)), published to \(store) in \(String(format2: r.seconds)) s")
+                Console.out("\(name): revision \(r.ref.revision), manifest \(r.ref.manifest.hex.prefix(16))\(signed), published to \(store) in \(String(format2: r.seconds)) s")
             }
         } catch {
             if tty { Console.write(2, "\r\u{1b}[K") }

@@ -89,9 +89,13 @@ public enum ControlPaths {
     /// login manager makes), else `/tmp/envmount-UID`, which `prepareDirectory` refuses if
     /// another user made it first.
     public static func directory() -> String {
-        if ProcessControl.userID == 0 { return "/run/envmount" }
-        if let x = ProcessControl.environment("XDG_RUNTIME_DIR"), x.hasPrefix("/") { return x + "/envmount" }
-        return "/tmp/envmount-\(ProcessControl.userID)"
+        directory(uid: ProcessControl.userID, runtimeDir: ProcessControl.environment("XDG_RUNTIME_DIR"))
+    }
+
+    static func directory(uid: UInt32, runtimeDir: String?) -> String {
+        if uid == 0 { return "/run/envmount" }
+        if let x = runtimeDir, x.hasPrefix("/") { return x + "/envmount" }
+        return "/tmp/envmount-\(uid)"
     }
 
     public static func socket(for mountpoint: String) -> String {
