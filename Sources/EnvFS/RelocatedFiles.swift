@@ -52,6 +52,9 @@ public final class RelocatedFiles: Sendable {
     /// nil when nothing would change at `mountpoint` (no records, or every prefix keeps its path).
     public static func make(manifest m: Manifest, mountpoint: [UInt8]) -> RelocatedFiles? {
         let r = RelocatedFiles(manifest: m, mountpoint: mountpoint)
+        // At the source path (and no bundled interpreter), even the RUNPATH patches stay off:
+        // every byte as published.
+        guard zip(r.prefixes, r.newPrefixes).contains(where: { $0.from != $1 }) else { return nil }
         return r.plans.isEmpty && r.symlinkTargets.isEmpty ? nil : r
     }
 

@@ -40,6 +40,7 @@ final class RelocationTests: XCTestCase {
         try w("lib/cached.pyc", [0x42, 0x0d, 0x0d, 0x0a, 0] + Array("\(s)/lib/mod.py".utf8) + [0])
         try w("plain.txt", Array("no path here\n".utf8))
         try w("random.bin", randomBytes(200_000, seed: 9))
+        try w("lib/ext.so", Self.elf(runpath: "\(s)/lib:$ORIGIN/x:/usr/lib"))
         try FS.symlink(target: (s + "/bin/tool").pathBytes, at: (s + "/bin/link-in").pathBytes)
         try FS.symlink(target: s.pathBytes, at: (s + "/link-root").pathBytes)
         try FS.symlink(target: Array("/usr/bin/env".utf8), at: (s + "/bin/link-out").pathBytes)
@@ -166,6 +167,44 @@ final class RelocationTests: XCTestCase {
         XCTAssertEqual(String(decoding: try bytes(fs, "bin/tool"), as: UTF8.self), expected)
         XCTAssertEqual(String(decoding: try bytes(fs, "bin/sh-tool"), as: UTF8.self), "#!\(mp)/bin/bash\necho hi\n",
                        "a shell script is rewritten but cannot be trampolined")
+    }
+
+    /// A minimal ELF64 shared object: a dynamic string table and a dynamic section with RUNPATH.
+    static func elf(runpath: String) -> [UInt8] {
+        func le(_ v: UInt64, _ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: v >> (8 * UInt64($0))) } }
+        let strtab = [0] + Array(runpath.utf8) + [0] + Array("libc.so.6".utf8) + [0]
+        let strOff = 64, dynOff = (strOff + strtab.count + 7) / 8 * 8
+        let dynamic = le(29, 8) + le(1, 8) + le(0, 8) + le(0, 8)
+        let shoff = dynOff + dynamic.count
+        var header = [0x7f, 0x45, 0x4c, 0x46, 2, 1, 1] + [UInt8](repeating: 0, count: 9)
+        header += le(3, 2) + le(62, 2) + le(1, 4) + le(0, 8) + le(0, 8) + le(UInt64(shoff), 8) + le(0, 4)
+        header += le(64, 2) + le(0, 2) + le(0, 2) + le(64, 2) + le(3, 2) + le(0, 2)
+        func section(type: UInt64, offset: Int, size: Int, link: UInt64) -> [UInt8] {
+            le(0, 4) + le(type, 4) + le(0, 8) + le(0, 8) + le(UInt64(offset), 8) + le(UInt64(size), 8) + le(link, 4) + le(0, 4) + le(1, 8) + le(0, 8)
+        }
+        var out = header + strtab
+        out += [UInt8](repeating: 0, count: dynOff - out.count) + dynamic
+        out += [UInt8](repeating: 0, count: 64) + section(type: 3, offset: strOff, size: strtab.count, link: 0)
+            + section(type: 6, offset: dynOff, size: dynamic.count, link: 1)
+        return out
+    }
+
+    func testElfRunPathInsideTheTreeBecomesOriginRelativeAtAnyOtherPath() throws {
+        let s = source.path
+        let old = Array("\(s)/lib:$ORIGIN/x:/usr/lib".utf8)
+        let want = Array("$ORIGIN:$ORIGIN/x:/usr/lib".utf8)
+        let orig = try disk("lib/ext.so")
+        let at = ByteSearch.occurrences(of: old, in: orig, range: 0..<orig.count).first!
+        for mp in ["/m", s + "/../a-much-longer-mount-point-than-the-source-path"] {
+            let (fs, r) = presented(at: mp)
+            let got = try bytes(fs, "lib/ext.so")
+            XCTAssertEqual(got.count, orig.count)
+            XCTAssertEqual(Array(got[at..<at + old.count]), want + [UInt8](repeating: 0, count: old.count - want.count), mp)
+            XCTAssertEqual(Array(got[(at + old.count)...]), Array(orig[(at + old.count)...]))
+            XCTAssertEqual(Array(got[..<at]), Array(orig[..<at]))
+            XCTAssertFalse(r?.unrelocated.contains { $0.path == "/lib/ext.so" } ?? true, "the RUNPATH is patched, not listed")
+        }
+        XCTAssertEqual(mounted.manifest.metadataValue("elf.machine"), "x86_64")
     }
 
     func testAtTheSourcePathNothingIsRelocated() throws {
