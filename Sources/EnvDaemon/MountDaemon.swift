@@ -43,7 +43,6 @@ public enum MountDaemon {
         let opened = try resolver.resolve(env: o.env)
         o.env = opened.env
         if o.mountpoint.isEmpty { o.mountpoint = try defaultMountpoint(opened.manifest) }
-        reportRelocation(opened.manifest, mountpoint: o.mountpoint, relocate: o.relocate)
         o.logFile = o.logFile.map(Mountpoints.absolute) ?? "\(o.cacheDir!)/logs/\(opened.env).log"
         if let p = o.prefetch {
             let key = Profile.objectKey(env: opened.env, manifest: opened.ref.manifest, name: p)
@@ -56,6 +55,7 @@ public enum MountDaemon {
         try ControlPaths.prepareDirectory()
         do { try FuseSession.preflight(mountpoint: o.mountpoint) } catch let e as FuseMountError { throw MountError(e.description) }
         if foreground {
+            reportRelocation(opened.manifest, mountpoint: o.mountpoint, relocate: o.relocate)
             try serve(o, store: store, cache: cache, opened: opened, daemonChild: false)
             return
         }
@@ -72,6 +72,7 @@ public enum MountDaemon {
             }
             throw MountError(e.timedOut ? e.description + " (its log: \(o.logFile!))" : e.description)
         }
+        reportRelocation(opened.manifest, mountpoint: o.mountpoint, relocate: o.relocate)
         Console.out("mounted \(opened.env) revision \(opened.ref.revision) at \(o.mountpoint) (\(opened.manifestSummary); pid \(pid), log \(o.logFile!))")
     }
 

@@ -75,7 +75,7 @@ public struct Preflight {
             if FS.exists(exe) { return Finding(level: .ok, text: "the base interpreter \(exe) is on this machine") }
             return Finding(level: .failure, text: "the base interpreter in \(home) (pyvenv.cfg home) is not on this machine; publish with --with-python, or install Python \(mm) at \(exe)")
         }
-        return Finding(level: .warning, text: "no bin/python in the environment; nothing to check for an interpreter")
+        return Finding(level: .ok, text: "no bin/python in the environment; no interpreter to check")
     }
 
     /// The driver version in /proc/driver/nvidia/version ("… Kernel Module  535.104.05  …").
