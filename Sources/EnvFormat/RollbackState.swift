@@ -53,7 +53,8 @@ public struct RollbackState: Sendable {
     }
 
     /// Checks `ref` against what was seen and, when it is newer, records it; one process at a
-    /// time per environment (a lock file beside the record), so two mounts cannot lower it.
+    /// time per environment (a POSIX lock on a file beside the record, so two mounts cannot
+    /// lower it; the lock is per process, and a process admits one ref at a time).
     /// With `allowOlder` an older revision passes and is not recorded (an explicit
     /// `--revision N`); the same revision with another manifest never passes.
     public func admit(_ ref: Ref, env: String, store: String, source: String, allowOlder: Bool = false) throws {

@@ -83,15 +83,30 @@ public struct TrustPolicy: Sendable {
         for f in trustFiles { keys.append(try TrustedKey(file: f)) }
         let dir = configDirectory + "/trusted.d"
         if FS.exists(dir) {
+            try checkNotWritableByOthers(dir)
             let names: [String]
             do { names = try FS.listDirectory(dir) } catch { throw TrustError.key("cannot list \(dir): \(error)") }
             for n in names.sorted() where n.hasSuffix(".pub") && !n.hasPrefix(".") {
+                try checkNotWritableByOthers(dir + "/" + n)
                 keys.append(try TrustedKey(file: dir + "/" + n))
             }
         }
         var policy = TrustPolicy(keys: keys)
         if policy.isEnforced { policy.state = RollbackState(directory: try stateDirectory ?? RollbackState.defaultDirectory()) }
         return policy
+    }
+
+    /// Whoever can add a key to trusted.d decides what every mount runs: the directory and its
+    /// keys must belong to root or to this user, and not be writable by group or others.
+    static func checkNotWritableByOthers(_ path: String) throws {
+        let st: FileStat
+        do { st = try FS.stat(path) } catch { throw TrustError.key("cannot read trusted key \(path): \(error)") }
+        if st.uid != 0 && st.uid != ProcessControl.userID {
+            throw TrustError.key("\(path) belongs to uid \(st.uid), neither root nor this user; refusing its keys")
+        }
+        if st.mode & 0o022 != 0 {
+            throw TrustError.key("\(path) is writable by group or others (mode \(String(st.mode & 0o7777, radix: 8))); refusing its keys (chmod go-w)")
+        }
     }
 
     /// Checks `ref` (read from `source`, e.g. "refs/torch in s3://b/envs") for environment

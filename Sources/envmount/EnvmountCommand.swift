@@ -1,4 +1,5 @@
 import ArgumentParser
+import EnvFormat
 
 @main
 struct EnvmountCommand: ParsableCommand {
@@ -14,5 +15,6 @@ struct EnvmountCommand: ParsableCommand {
               /opt/venv/bin/python -c 'import torch'
               envmount unmount /opt/venv
             """,
+        version: "envmount " + ProductVersion.line,
         subcommands: [Mount.self, Unmount.self, CheckCommand.self, Warm.self, Status.self, ProfileCommand.self, CacheCommand.self, Daemon.self])
 }

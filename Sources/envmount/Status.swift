@@ -42,7 +42,8 @@ struct Status: ParsableCommand {
 
     static func describe(_ s: StatusInfo) -> String {
         var lines = [
-            "\(s.mountpoint): \(s.env) revision \(s.revision) (manifest \(s.manifest.prefix(16)))\(s.offline ? ", OFFLINE" : "")",
+            "\(s.mountpoint): \(s.env) revision \(s.revision) (manifest \(s.manifest.prefix(16)))\(s.offline ? ", OFFLINE" : "")"
+                + (s.signedBy.map { ", signed by key \($0)" } ?? ""),
             "  store     \(s.store)",
             "  tree      \(s.entries) entries, \(formatBytes(s.totalBytes)) in \(s.chunks) chunks",
             "  cache     \(s.cacheDir)" + (s.cacheBytes.map { ", \(formatBytes($0)) used" } ?? "")

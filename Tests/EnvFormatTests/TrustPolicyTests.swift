@@ -174,6 +174,20 @@ final class TrustPolicyTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("missing.pub"), "\($0)")
         }
         XCTAssertThrowsError(try TrustPolicy.load(trustFiles: [dir + "/a.pub.nope"], configDirectory: dir + "/none"))
+
+        // Anyone who can add a key there decides what mounts run: group/other-writable is refused.
+        try FS.unlink(dir + "/etc/trusted.d/broken.pub")
+        try FS.chmod((dir + "/etc/trusted.d/b.pub").pathBytes, 0o666)
+        XCTAssertThrowsError(try TrustPolicy.load(trustFiles: [], configDirectory: dir + "/etc", stateDirectory: dir + "/s")) {
+            XCTAssertTrue("\($0)".contains("b.pub is writable by group or others"), "\($0)")
+        }
+        try FS.chmod((dir + "/etc/trusted.d/b.pub").pathBytes, 0o644)
+        try FS.chmod((dir + "/etc/trusted.d").pathBytes, 0o777)
+        XCTAssertThrowsError(try TrustPolicy.load(trustFiles: [], configDirectory: dir + "/etc", stateDirectory: dir + "/s")) {
+            XCTAssertTrue("\($0)".contains("trusted.d is writable by group or others"), "\($0)")
+        }
+        try FS.chmod((dir + "/etc/trusted.d").pathBytes, 0o755)
+        XCTAssertEqual(try TrustPolicy.load(trustFiles: [], configDirectory: dir + "/etc", stateDirectory: dir + "/s").keys.map(\.key), [b.publicKey])
     }
 
     func testMaxAgeRefusesStaleSignedRefs() throws {

@@ -86,8 +86,11 @@ final class TrustTests: XCTestCase {
             let r = try h.run("envmount", ["mount", store, mnt, "--env", name, "--cache-dir", cache, "--trust", k + ".pub"], env: env)
             XCTAssertEqual(r.status, 0, r.stderr)
             if r.status == 0 { try h.adopt(mnt, r) }
-            XCTAssertTrue(r.stdout.contains("signed by key"), r.stdout)
+            let keyID = try Ed25519PublicKey(pem: try FS.readFile(k + ".pub")).keyID
+            XCTAssertTrue(r.stdout.contains("signed by key \(keyID)"), r.stdout)
             XCTAssertEqual(try read(mnt + "/pkg/version.txt"), "env \(name)\n")
+            let st = try h.run("envmount", ["status", mnt])
+            XCTAssertTrue(st.stdout.contains("signed by key \(keyID)"), st.stdout)
             XCTAssertEqual(try h.unmount(mnt).status, 0)
         }
         // Each key accepts only its own environment.

@@ -69,6 +69,8 @@ public struct StatusInfo: Codable, Sendable, Equatable {
     public var rssBytes: UInt64
     public var jobs: [JobInfo]
     public var lastError: String?
+    /// The id of the trusted key that signed the ref, when the mount required a signature.
+    public var signedBy: String? = nil
 }
 
 /// One request or reply as the line sent on the socket.
