@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "EnvDaemon", dependencies: ["EnvFS", "FuseKit", "EnvStore", "EnvCache", "EnvFormat", "SysKit"]),
 
         .executableTarget(name: "envmount", dependencies: [
-            "EnvDaemon", "EnvFS", "EnvStore", "EnvCache", "EnvFormat", "EnvPython", "SysKit",
+            "EnvDaemon", "EnvFS", "EnvStore", "EnvCache", "EnvFormat", "EnvPython", "SysKit", "EnvPublish",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "envpublish", dependencies: [

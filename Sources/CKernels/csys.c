@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <sys/file.h>
 #include "csys.h"
 #include <unistd.h>
 #include <fcntl.h>
@@ -35,3 +36,5 @@ const void *envmount_memmem(const void *haystack, size_t hlen, const void *needl
 }
 
 const char *envmount_glibc_version(void) { return gnu_get_libc_version(); }
+
+int envmount_flock_exclusive(int fd) { return flock(fd, LOCK_EX); }

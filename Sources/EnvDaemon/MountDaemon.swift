@@ -38,9 +38,12 @@ public enum MountDaemon {
         let cache = try ChunkCache(directory: o.cacheDir!, limit: o.cacheSize)
         let store = try StoreFactory.open(o.store, options: o.storeOptions)
         o.trust = o.trust.resolved()
+        // `--revision N` mounts an older revision on purpose: the rollback check lets it through
+        // (signatures are still required) and does not record it as the newest seen.
+        if o.revision != nil { o.trust.allowOlder = true }
         var resolver = EnvironmentResolver(store: store, cache: cache)
         resolver.trust = try o.trust.policy()
-        let opened = try resolver.resolve(env: o.env)
+        let opened = try o.revision.map { try resolver.resolve(env: o.env, revision: $0) } ?? resolver.resolve(env: o.env)
         o.env = opened.env
         if o.mountpoint.isEmpty { o.mountpoint = try defaultMountpoint(opened.manifest) }
         o.logFile = o.logFile.map(Mountpoints.absolute) ?? "\(o.cacheDir!)/logs/\(opened.env).log"
@@ -81,7 +84,9 @@ public enum MountDaemon {
         ProcessControl.ignoreSIGPIPE()
         ProcessControl.newSession()
         let stdin = FileDescriptor(rawValue: 0)
-        let handoff = try JSONDecoder().decode(DaemonHandoff.self, from: Data(try stdin.readAll()))
+        guard !Console.isTerminal(0), let handoff = try? JSONDecoder().decode(DaemonHandoff.self, from: Data(try stdin.readAll())) else {
+            throw MountError("`envmount daemon` is started by `envmount mount`, which gives it the mount's description on stdin; use `envmount mount`")
+        }
         if let null = try? FileDescriptor.open("/dev/null", O_RDONLY) {
             try? null.dup2(to: 0)
             null.close()
@@ -94,7 +99,8 @@ public enum MountDaemon {
         let store = try StoreFactory.open(o.store, options: o.storeOptions)
         var resolver = EnvironmentResolver(store: store, cache: cache)
         resolver.trust = try o.trust.policy()
-        let opened = try resolver.resolved(env: env, manifest: manifest, offline: handoff.offline)
+        let opened = try o.revision.map { try resolver.resolve(env: env, revision: $0) }
+            ?? resolver.resolved(env: env, manifest: manifest, offline: handoff.offline)
         try serve(o, store: store, cache: cache, opened: opened, daemonChild: true)
     }
 

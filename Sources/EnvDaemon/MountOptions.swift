@@ -11,6 +11,8 @@ public struct MountOptions: Codable, Sendable, Equatable {
     /// published from (created if missing).
     public var mountpoint: String
     public var env: String?
+    /// A recorded revision to mount on purpose instead of the current one (`--revision`).
+    public var revision: UInt64?
     /// Chunk cache directory (nil: ChunkCache.defaultDirectory()).
     public var cacheDir: String?
     /// Most bytes of cached chunks (nil: no limit).

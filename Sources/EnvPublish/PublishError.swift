@@ -8,6 +8,7 @@ public enum PublishError: Error, CustomStringConvertible, Sendable {
     case invalidEnvName(String)
     case store(String)
     case interpreter(String)
+    case badExclude(pattern: String, reason: String)
 
     public var description: String {
         switch self {
@@ -18,6 +19,7 @@ public enum PublishError: Error, CustomStringConvertible, Sendable {
         case let .invalidEnvName(n): return "invalid environment name '\(n)' (letters, digits, '-', '_' and '.', not starting with '.' or '-')"
         case let .store(m): return m
         case let .interpreter(m): return m
+        case let .badExclude(p, r): return "exclude pattern '\(p)': \(r)"
         }
     }
 }

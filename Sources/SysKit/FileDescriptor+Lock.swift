@@ -1,3 +1,4 @@
+import CKernels
 import Glibc
 
 extension FileDescriptor {
@@ -9,4 +10,12 @@ extension FileDescriptor {
     }
 
     public func unlock() { _ = Glibc.lockf(rawValue, F_ULOCK, 0) }
+
+    /// Waits for an exclusive `flock(2)` on this open file; released when it is closed. flock,
+    /// not fcntl locks: it also excludes other open files of the same process (threads).
+    public func flockExclusive(path: String = "") throws {
+        while envmount_flock_exclusive(rawValue) != 0 {
+            guard errno == EINTR else { throw SystemError(errno: errno, call: "flock", path: path) }
+        }
+    }
 }

@@ -22,6 +22,9 @@ struct Mount: ParsableCommand {
     @Option(help: "Environment to mount (may be left out when the store holds one).")
     var env: String?
 
+    @Option(help: "Mount this recorded revision instead of the current one, on purpose (see `envmount ls`).")
+    var revision: UInt64?
+
     @Option(help: "Chunk cache directory, shared by all mounts (default: ~/.cache/envmount, /var/cache/envmount for root).")
     var cacheDir: String?
 
@@ -75,6 +78,7 @@ struct Mount: ParsableCommand {
     func options() throws -> MountOptions {
         var o = MountOptions(store: store, mountpoint: mountpoint ?? "")
         o.env = env
+        o.revision = revision
         o.cacheDir = cacheDir
         o.cacheSize = try cacheSize.map { s in
             do { return try ByteSize.parse(s) } catch { throw MountError("--cache-size: \(error)") }

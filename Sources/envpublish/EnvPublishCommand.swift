@@ -13,6 +13,6 @@ struct EnvPublishCommand: ParsableCommand {
             environment (the `publish` subcommand; see `envpublish publish --help`).
             """,
         version: "envpublish " + ProductVersion.line,
-        subcommands: [PublishCommand.self, KeygenCommand.self],
+        subcommands: [PublishCommand.self, KeygenCommand.self, RollbackCommand.self, GCCommand.self],
         defaultSubcommand: PublishCommand.self)
 }

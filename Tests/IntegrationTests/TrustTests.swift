@@ -169,6 +169,13 @@ final class TrustTests: XCTestCase {
         // Clearing the chunk cache does not reset what was seen.
         XCTAssertEqual(try h.run("envmount", ["cache", "clear", "--all", "--cache-dir", cache]).status, 0)
         try assertRefused(store, mnt, cache: cache, trust, "older than revision 2")
+        // The state is what remembers: a machine with none (here another --state-dir) takes the
+        // older signed ref (trust on first use), and then remembers revision 1.
+        let fresh = h.dir + "/fresh-state"
+        try h.mount(store, mnt, cache: cache, trust + ["--state-dir", fresh], env: env)
+        XCTAssertEqual(try read(mnt + "/pkg/version.txt"), "version 1 (vulnerable)\n")
+        XCTAssertEqual(try h.unmount(mnt).status, 0)
+        XCTAssertEqual(try FS.stat(fresh).mode & 0o777, 0o700)
         // A mount that does not ask for signatures still mounts it: the check belongs to the policy.
         try h.mount(store, mnt, cache: cache, ["--env", "app"], env: env)
         XCTAssertEqual(try read(mnt + "/pkg/version.txt"), "version 1 (vulnerable)\n")

@@ -22,4 +22,6 @@ int envmount_umount_lazy(const char *path);
 const void *envmount_memmem(const void *haystack, size_t hlen, const void *needle, size_t nlen);
 /// gnu_get_libc_version(3): this machine's glibc version, e.g. "2.36".
 const char *envmount_glibc_version(void);
+/// flock(fd, LOCK_EX): an exclusive lock on the open file (Swift sees `flock` as the struct).
+int envmount_flock_exclusive(int fd);
 #endif
