@@ -8,6 +8,7 @@
 #include <sys/mount.h>
 #include <string.h>
 #include <gnu/libc-version.h>
+#include <sys/xattr.h>
 
 int envmount_seek_data(void) { return SEEK_DATA; }
 int envmount_seek_hole(void) { return SEEK_HOLE; }
@@ -29,6 +30,12 @@ int envmount_statvfs_avail(const char *path, uint64_t *bytes) {
 
 int envmount_umount_lazy(const char *path) { return umount2(path, MNT_DETACH); }
 
+int envmount_mount(const char *source, const char *target, const char *fstype, const char *data) {
+    return mount(source, target, fstype, MS_NOSUID | MS_NODEV, data);
+}
+
+int envmount_umount(const char *path) { return umount2(path, 0); }
+
 int envmount_syncfs(int fd) { return syncfs(fd); }
 
 const void *envmount_memmem(const void *haystack, size_t hlen, const void *needle, size_t nlen) {
@@ -37,4 +44,7 @@ const void *envmount_memmem(const void *haystack, size_t hlen, const void *needl
 
 const char *envmount_glibc_version(void) { return gnu_get_libc_version(); }
 
+int envmount_lsetxattr(const char *path, const char *name, const void *value, unsigned long size) {
+    return lsetxattr(path, name, value, size, 0);
+}
 int envmount_flock_exclusive(int fd) { return flock(fd, LOCK_EX); }

@@ -43,7 +43,13 @@ public enum MountDaemon {
         if o.revision != nil { o.trust.allowOlder = true }
         var resolver = EnvironmentResolver(store: store, cache: cache)
         resolver.trust = try o.trust.policy()
-        let opened = try o.revision.map { try resolver.resolve(env: o.env, revision: $0) } ?? resolver.resolve(env: o.env)
+        var opened = try o.revision.map { try resolver.resolve(env: o.env, revision: $0) } ?? resolver.resolve(env: o.env)
+        if let w = o.writable {
+            let layer = try WritableLayer(dir: w)
+            o.writable = layer.dir
+            opened = try layer.pin(opened, storeSpec: o.store, mountpoint: o.mountpoint, resolver: resolver,
+                                   announce: true, explicitRevision: o.revision != nil)
+        }
         o.env = opened.env
         if o.mountpoint.isEmpty { o.mountpoint = try defaultMountpoint(opened.manifest) }
         o.logFile = o.logFile.map(Mountpoints.absolute) ?? "\(o.cacheDir!)/logs/\(opened.env).log"
@@ -99,14 +105,27 @@ public enum MountDaemon {
         let store = try StoreFactory.open(o.store, options: o.storeOptions)
         var resolver = EnvironmentResolver(store: store, cache: cache)
         resolver.trust = try o.trust.policy()
-        let opened = try o.revision.map { try resolver.resolve(env: env, revision: $0) }
+        var opened = try o.revision.map { try resolver.resolve(env: env, revision: $0) }
             ?? resolver.resolved(env: env, manifest: manifest, offline: handoff.offline)
+        if let w = o.writable {
+            opened = try WritableLayer(dir: w).pin(opened, storeSpec: o.store, mountpoint: o.mountpoint, resolver: resolver,
+                                                   announce: false, explicitRevision: o.revision != nil)
+        }
         try serve(o, store: store, cache: cache, opened: opened, daemonChild: true)
     }
 
     /// A mount point must be an existing directory that nothing is mounted on. A stale FUSE
     /// mount (its daemon was killed: "Transport endpoint is not connected") is detached first.
     static func prepareMountpoint(_ mp: String) throws -> String {
+        if let m = Mountpoints.find(mp), let overlay = EnvOverlay.of(m) {
+            // An overlay mount whose daemon is gone: the overlay and the dead FUSE mount under it.
+            let lower = overlay.fuseLower
+            let lowerAlive = Mountpoints.find(lower) != nil && (try? FS.fileSystemType(lower)) != nil
+            if lowerAlive { throw MountError("\(mp) is already a mount point (envmount \(overlay.env)); unmount it first") }
+            Console.error("envmount: \(mp) is a stale envmount mount (its daemon is gone); detaching it")
+            try? FS.lazyUnmount(mp)
+            if Mountpoints.find(lower) != nil { try? FS.lazyUnmount(lower) }
+        }
         if let m = Mountpoints.find(mp) {
             // statfs always reaches the daemon (stat may be answered from the kernel's cache),
             // so ENOTCONN here means the daemon is gone.
@@ -134,8 +153,9 @@ public enum MountDaemon {
     /// stays as a watchdog and unmounts if the daemon dies, so a killed daemon leaves no stale
     /// mount that only root could detach.
     static func fuseOptions(_ o: MountOptions, env: String, uid: UInt32 = ProcessControl.userID,
-                            fuseConf: String = "/etc/fuse.conf") -> [String] {
-        var options = ["ro", "default_permissions", "fsname=envmount:\(env)", "subtype=envmount"]
+                            fuseConf: String = "/etc/fuse.conf", hidden: Bool = false) -> [String] {
+        let fsname = (hidden ? WritableLayer.lowerSourcePrefix : WritableLayer.overlaySourcePrefix) + env
+        var options = ["ro", "default_permissions", "fsname=\(fsname)", "subtype=envmount"]
         if uid == 0 || userAllowOther(fuseConf) { options.append("allow_other") }
         if uid != 0 { options.append("auto_unmount") }
         if o.fuseDebug { options.append("debug") }
@@ -175,15 +195,40 @@ public enum MountDaemon {
         config.keepCache = o.keepCache
         config.splice = o.splice
         config.zeroMessageOpen = o.zeroMessageOpen
+        // A writable layer, or a materialized tree of this revision (served by the kernel from the
+        // cache), puts an overlay at the mount point; the FUSE mount then sits under it, hidden.
+        let layer = try o.writable.map { try WritableLayer(dir: $0) }
+        let tree = MaterializedTree(cacheDirectory: cache.directory, manifest: manifest, id: opened.ref.manifest)
+        // A materialized tree holds the bytes as published: a relocated mount is served through FUSE.
+        let (native, treeNote) = o.native && relocated == nil ? NativeServing.useTree(tree) : (false, nil)
+        let overlaid = layer != nil || native
+        let fuseMountpoint = layer?.lower ?? (overlaid ? EnvOverlay.hiddenLower(for: mp) : mp)
+        if let layer { try layer.prepare() } else if overlaid { try FS.makeDirectories(fuseMountpoint, mode: 0o700) }
         let session: FuseSession
         do {
-            session = try FuseSession(fs: FuseBridge(fs), mountpoint: mp, options: fuseOptions(o, env: opened.env), config: config)
+            session = try FuseSession(fs: FuseBridge(fs), mountpoint: fuseMountpoint,
+                                      options: fuseOptions(o, env: opened.env, hidden: overlaid), config: config)
         } catch let e as FuseMountError {
             pool.stop()
             throw MountError(e.description)
         }
-        let env = opened.env, revision = opened.ref.revision, prefetch = o.prefetch
+        let env = opened.env, revision = opened.ref.revision, prefetch = o.prefetch, wantNative = o.native
+        let overlayFailed = LayerFailure()
+        let materializer = NativeServing.Materializer(tree: tree, fetcher: fetcher, cache: cache)
+        let record = WritableLayer.Record(store: o.store, env: env, manifest: opened.ref.manifest, revision: revision)
         let rc = session.run(onReady: {
+            if overlaid {
+                do {
+                    try EnvOverlay.mount(env: env, at: mp, lowers: (native ? [tree.path] : []) + [fuseMountpoint], layer: layer)
+                    if let layer, (try? layer.readRecord()) == nil { try layer.writeRecord(record) }
+                } catch {
+                    Console.error("envmount: \(error)")
+                    overlayFailed.set()
+                    EnvOverlay.unmount(at: mp)
+                    try? FS.unmount(fuseMountpoint)
+                    return
+                }
+            }
             do { try service.startControlSocket() } catch {
                 Log.error("control socket unavailable (status, warm and profile will not reach this mount): \(error)")
             }
@@ -208,10 +253,19 @@ public enum MountDaemon {
                     Log.error("cannot prefetch profile \(p): \(error)")
                 }
             }
-        })
+            if let treeNote { Log.error(treeNote) }
+            if native {
+                Log.info("serving \(tree.totals.files) files natively from \(tree.path)")
+            } else if wantNative {
+                materializer.start()
+            }
+        }, beforeUnmount: { if overlaid { EnvOverlay.unmount(at: mp) } })
+        materializer.stop()
         service.stopControlSocket()
         pool.stop()
+        if overlaid && layer == nil { try? FS.rmdir(fuseMountpoint.pathBytes) }
         Log.info("unmounted \(mp): \(fetcher.stats.summary); peak RSS \(formatBytes(ProcessControl.peakResidentBytes()))")
+        if overlayFailed.isSet { throw DaemonExit(1) }
         if rc != 0 && rc != -SIGTERM && rc != -SIGINT && rc != -SIGHUP { throw DaemonExit(rc < 0 ? 1 : rc) }
     }
 

@@ -40,6 +40,11 @@ public struct MountOptions: Codable, Sendable, Equatable {
     public var fuseDebug = false
     /// Present files that name the source path with the mount path instead (see RelocatedFiles).
     public var relocate = true
+    /// A local writable layer's directory (overlayfs upper and work directories; root only).
+    public var writable: String?
+    /// Serve a materialized tree of the revision when the cache holds one, and build one once
+    /// every chunk is cached.
+    public var native = true
 
     /// Longest `--timeout` taken: a day. Larger values only hide a hung store.
     public static let maxRequestTimeout: Double = 86400

@@ -8,6 +8,7 @@
 //   commit          Publisher+Commit: manifest, then a revision record claims the next number
 //                   and the ref moves to it by compare-and-swap (RevisionLog; `encodeRef` is
 //                   where a signer hooks in)
+//   profiles        Publisher+Profiles: the previous revision's profiles carried to the new one
 import Glibc
 import SysKit
 import EnvFormat
@@ -57,6 +58,8 @@ public struct PublishResult: Sendable {
     /// The revision record written (nil when the tree was unchanged).
     public var record: RevisionRecord?
     public var seconds = 0.0
+    /// Profiles of the previous revision carried to this one (Publisher+Profiles).
+    public var carriedProfiles: [CarriedProfile] = []
 }
 
 public final class Publisher: Sendable {
@@ -118,6 +121,7 @@ public final class Publisher: Sendable {
         let template = recordTemplate(manifest: result.ref.manifest, publishedAt: publishedAt, sourcePath: sourcePath,
                                       walker: walker, table: table, uploaded: uploaded)
         try commit(manifest: encoded, table: table, previous: known.previous, template: template, result: &result)
+        carryProfiles(previous: known.previous, manifest: encoded, result: &result)
         result.seconds = Double(ProcessControl.monotonicNs() - start) / 1e9
         return result
     }

@@ -187,8 +187,9 @@ public final class FuseSession {
     }
 
     /// Serves requests on up to `maxThreads` threads until unmounted or SIGTERM/SIGINT/SIGHUP.
-    /// `onReady` runs once the mount answers a statfs.
-    public func run(onReady: @escaping @Sendable () -> Void) -> Int32 {
+    /// `onReady` runs once the mount answers a statfs; `beforeUnmount` runs after the loop ends,
+    /// before the FUSE mount is taken down (to unmount what was mounted on top of it first).
+    public func run(onReady: @escaping @Sendable () -> Void, beforeUnmount: () -> Void = {}) -> Int32 {
         let mp = mountpoint
         let readAhead = context.takeUnretainedValue().config.readAheadKB
         let loopDone = LoopFlag()
@@ -214,6 +215,7 @@ public final class FuseSession {
         let rc = fuse_session_loop_mt(session, cfg)
         loopDone.done.store(true, ordering: .relaxed)
         fuse_loop_cfg_destroy(cfg)
+        beforeUnmount()
         fuse_session_unmount(session)
         mounted = false
         return rc

@@ -74,6 +74,12 @@ struct Mount: ParsableCommand {
     @Flag(help: "Present every file exactly as published, even when mounted at another path than the source path.")
     var noRelocate = false
 
+    @Option(help: ArgumentHelp("Put a local writable layer in DIR over the environment (overlayfs; root only): pip install and uninstall work, the published environment stays read-only underneath. The layer persists across remounts with the same DIR and keeps the revision it was made over; `envmount reset` discards it.", valueName: "DIR"))
+    var writable: String?
+
+    @Flag(help: "Serve every file through FUSE even when this revision is materialized in the cache, and do not materialize it (for measurements).")
+    var noNative = false
+
     /// The flags as one MountOptions; every mount option is a field there.
     func options() throws -> MountOptions {
         var o = MountOptions(store: store, mountpoint: mountpoint ?? "")
@@ -97,6 +103,8 @@ struct Mount: ParsableCommand {
         o.prefetch = prefetch
         o.fuseDebug = fuseDebug
         o.relocate = !noRelocate
+        o.writable = writable.map(Mountpoints.absolute)
+        o.native = !noNative
         return o
     }
 

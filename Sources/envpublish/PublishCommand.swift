@@ -120,6 +120,10 @@ struct PublishCommand: ParsableCommand {
             } else {
                 Console.out("\(name): revision \(r.ref.revision), manifest \(r.ref.manifest.hex.prefix(16))\(signed), published to \(store) in \(String(format2: r.seconds)) s")
             }
+            for c in r.carriedProfiles {
+                let dropped = c.filesDropped > 0 ? "; \(c.filesDropped) files it covered are gone" : ""
+                Console.out("carried profile \(c.name) (\(c.chunks) chunks, \(formatBytes(c.rawBytes))) from revision \(c.fromRevision)\(dropped)")
+            }
             if !quiet, let cost = try? StoreCost.measure(s) {
                 Console.out(cost.summary(pricePerGB: pricePerGb))
             }

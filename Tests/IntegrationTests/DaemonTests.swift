@@ -159,16 +159,17 @@ final class DaemonTests: XCTestCase {
         assertOneLine(root, contains: ["/run/envmount", "owned by uid \(nobody)"])
         XCTAssertFalse(Harness.isMounted(mnt))
 
-        // A user's: the fallback in /tmp (a private tmpfs here, the test's files bound into /run).
+        // A user's: the fallback in /tmp (a private tmpfs here, the test's files and the binaries bound
+        // into /run, since a clone under /tmp would vanish with it).
         let user = h.dir + "/user"
         try FS.makeDirectories(user + "/mnt")
         _ = try h.run("/bin/chown", ["-R", "\(nobody):\(nobody)", user])
         _ = try h.run("/bin/chmod", ["-R", "a+rX", h.dir + "/store"])
         let asNobody = "setpriv --reuid=\(nobody) --regid=\(nobody) --clear-groups env -i PATH=/usr/bin:/bin"
         let fallback = try inNamespace("""
-            mount -t tmpfs none /run && mkdir /run/t && mount --bind \(h.dir) /run/t && \
+            mount -t tmpfs none /run && mkdir /run/t /run/bin && mount --bind \(h.dir) /run/t && mount --bind \(h.bin) /run/bin && \
             mount -t tmpfs -o mode=1777 none /tmp && mkdir -m 0777 /tmp/envmount-\(nobody) && chmod 0777 /tmp/envmount-\(nobody) && \
-            exec \(asNobody) \(h.bin)/envmount mount /run/t/store /run/t/user/mnt --cache-dir /run/t/user/cache
+            exec \(asNobody) /run/bin/envmount mount /run/t/store /run/t/user/mnt --cache-dir /run/t/user/cache
             """)
         assertOneLine(fallback, contains: ["/tmp/envmount-\(nobody)", "owned by uid 0"])
 

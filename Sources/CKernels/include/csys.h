@@ -22,6 +22,12 @@ int envmount_umount_lazy(const char *path);
 const void *envmount_memmem(const void *haystack, size_t hlen, const void *needle, size_t nlen);
 /// gnu_get_libc_version(3): this machine's glibc version, e.g. "2.36".
 const char *envmount_glibc_version(void);
+/// mount(2) with MS_NOSUID | MS_NODEV (as FUSE mounts have): `source` on `target` as `fstype` with option string `data`.
+int envmount_mount(const char *source, const char *target, const char *fstype, const char *data);
+/// umount2(path, 0): unmount now, EBUSY while files are open.
+int envmount_umount(const char *path);
+/// lsetxattr(2): sets an extended attribute without following a symlink.
+int envmount_lsetxattr(const char *path, const char *name, const void *value, unsigned long size);
 /// flock(fd, LOCK_EX): an exclusive lock on the open file (Swift sees `flock` as the struct).
 int envmount_flock_exclusive(int fd);
 #endif

@@ -71,6 +71,12 @@ public struct StatusInfo: Codable, Sendable, Equatable {
     public var lastError: String?
     /// The id of the trusted key that signed the ref, when the mount required a signature.
     public var signedBy: String? = nil
+    /// The writable layer's directory (filled in by `envmount status` from mountinfo).
+    public var writableLayer: String? = nil
+    /// The materialized tree the kernel serves the files from (filled in by `envmount status`).
+    public var nativeTree: String? = nil
+    /// Whether this revision is materialized in the cache (for the next mount, if not this one).
+    public var materialized: Bool? = nil
 }
 
 /// One request or reply as the line sent on the socket.
