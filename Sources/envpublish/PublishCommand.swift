@@ -57,6 +57,10 @@ struct PublishCommand: ParsableCommand {
     @Flag(help: "Also publish the venv's base interpreter (the installation pyvenv.cfg's `home` belongs to: pyenv, uv-managed, python-build-standalone) under .envmount-python/, so the mount runs on a machine without that Python. Its site-packages and test suite are left out. A system Python in /usr is refused.")
     var withPython = false
 
+    @Option(help: "PEM file of the CAs to trust for an s3:// endpoint over TLS (default: AWS_CA_BUNDLE, the AWS profile's ca_bundle, CURL_CA_BUNDLE, SSL_CERT_FILE, else the system store).",
+            completion: .file())
+    var caBundle: String?
+
     @Option(name: .customLong("sign"), help: ArgumentHelp(
         "Sign the ref with this Ed25519 private key (PEM, from `envpublish keygen` or `openssl genpkey -algorithm ed25519`).",
         discussion: "Mounts given the matching public key (`envmount mount --trust KEY.pub`, or /etc/envmount/trusted.d/) accept only refs it signed.",
@@ -78,6 +82,7 @@ struct PublishCommand: ParsableCommand {
         var storeOptions = StoreOptions()
         storeOptions.endpoint = endpoint
         storeOptions.region = region
+        storeOptions.caBundle = caBundle
         var options = PublishOptions(env: name)
         options.skipSpecial = skipSpecial
         options.compressionLevel = level
