@@ -150,8 +150,10 @@ final class CacheAndWarmTests: XCTestCase {
             reader.waitUntilExit()
             _ = try h.run("/bin/fusermount3", ["-u", "-z", mnt])
         }
-        // Reopen (a new mount cleans temporaries of dead writers), then check every entry.
-        try h.mount(store, mnt, cache: cache)
+        // Reopen (a new mount cleans temporaries of dead writers), then check every entry. Without
+        // native serving: once every chunk is cached this daemon would start materializing a tree,
+        // and the temporary of that live writer is not what this test looks for.
+        try h.mount(store, mnt, cache: cache, ["--no-native"])
         var checked = 0
         for shard in try FS.listDirectory(cache + "/v1/chunks") {
             for name in try FS.listDirectory(cache + "/v1/chunks/" + shard) {
