@@ -82,7 +82,7 @@ public final class ChunkCache: Sendable {
         do {
             fd = try FileDescriptor.open(p, O_RDONLY)
         } catch let e as SystemError where e.errno == ENOENT {
-            forget(id)
+            forgetIfGone(id, path: p)
             return nil
         }
         markUsed(id, path: p)
@@ -109,7 +109,7 @@ public final class ChunkCache: Sendable {
         let final = path(of: id)
         let dir = String(final[..<final.lastIndex(of: "/")!])
         if !FS.exists(dir) { try FS.makeDirectories(dir, mode: 0o700) }
-        if limit != nil { reserve(id, size) }
+        beginInsert(id, size)
         do {
             while true {
                 do {
@@ -123,16 +123,21 @@ public final class ChunkCache: Sendable {
                 }
             }
         } catch {
-            if limit != nil { unreserve(size) }
+            endInsert(id, size, landed: false)
             throw error
         }
-        added(id, size, reserved: limit != nil)
+        endInsert(id, size, landed: true)
     }
 
     /// Removes an entry found damaged (short or unreadable), so the next read fetches it again.
+    /// An entry being inserted right now is left alone: its rename replaces the damaged file.
     public func remove(_ id: ChunkID) {
-        try? FS.unlink(path(of: id))
-        forget(id)
+        let p = path(of: id)
+        index.withLock { ix in
+            guard ix.inserting[id] == nil else { return }
+            try? FS.unlink(p)
+            ix.drop(id)
+        }
     }
 
     // MARK: manifests and refs, for offline mounts
