@@ -1,6 +1,13 @@
 // The read path's source of chunk bytes: the disk cache first, else the store. A chunk that
 // several readers want at once is fetched once (single flight); fetched bytes are decompressed
 // and their SHA-256 compared with the chunk's id before anything is cached or returned.
+//
+// Cached bytes are not trusted either: the first time this process uses a cache entry, the
+// whole entry is read and its SHA-256 compared with its name (in the same single flight as a
+// fetch), and only then is it served; the result is remembered per chunk for the life of the
+// process, so each entry is hashed once per mount. An entry that is short, long, or holds other
+// bytes (a flipped bit, a truncation, another chunk's file under this name) is logged, removed
+// and fetched again. Entries this process wrote itself were hashed before they were written.
 import Dispatch
 import Glibc
 import Synchronization
@@ -24,6 +31,8 @@ public final class ChunkFetcher: Sendable {
     }
 
     private let flights = Mutex<[UInt32: Flight]>([:])
+    /// One bit per chunk: its cache entry has been hashed (or written) by this process.
+    private let verified: Mutex<[UInt64]>
     /// Chunks the cache had no room for, served from memory (a few, oldest dropped first).
     private let memoryChunks = Mutex<[UInt32: [UInt8]]>([:])
     static let memoryChunkLimit = 16
@@ -46,6 +55,18 @@ public final class ChunkFetcher: Sendable {
         self.cache = cache
         self.chunks = manifest.chunks
         self.describe = describe
+        self.verified = Mutex([UInt64](repeating: 0, count: manifest.chunks.count / 64 + 1))
+    }
+
+    /// Whether chunk `index`'s cache entry has been checked by this process.
+    public func isVerified(_ index: UInt32) -> Bool {
+        verified.withLock { $0[Int(index >> 6)] & (1 << UInt64(index & 63)) != 0 }
+    }
+
+    private func setVerified(_ index: UInt32, _ on: Bool) {
+        verified.withLock { v in
+            if on { v[Int(index >> 6)] |= 1 << UInt64(index & 63) } else { v[Int(index >> 6)] &= ~(1 << UInt64(index & 63)) }
+        }
     }
 
     /// Where a chunk's bytes are: a cache file (the caller closes it), or memory when the cache
@@ -64,9 +85,17 @@ public final class ChunkFetcher: Sendable {
         defer { cache.unpin(rec.id) }
         for _ in 0..<3 {
             if let fd = try? cache.open(rec.id) {
-                stats.hits.add(1, ordering: .relaxed)
-                return .file(fd)
+                if isVerified(index) {
+                    stats.hits.add(1, ordering: .relaxed)
+                    return .file(fd)
+                }
+                // First use in this process: hashed (or, if damaged, refetched) by `fetch`.
+                fd.close()
+                try fetch(index)
+                continue
             }
+            // Gone (evicted, or removed by another process): check whatever comes back.
+            setVerified(index, false)
             if let bytes = memoryChunks.withLock({ $0[index] }) { return .memory(bytes) }
             demandMissHandler.withLock { $0 }?(index)
             try fetch(index)
@@ -122,9 +151,38 @@ public final class ChunkFetcher: Sendable {
         if let e = flight.error.withLock({ $0 }) { throw e }
     }
 
+    /// Hashes chunk `index`'s cache entry, if there is one. True when it is the chunk; a damaged
+    /// entry is logged and removed (false), as is a missing one (false).
+    private func verifyCached(_ index: UInt32) -> Bool {
+        let rec = chunks[Int(index)]
+        guard let fd = try? cache.open(rec.id) else { return false }
+        defer { fd.close() }
+        let problem: String
+        do {
+            // One byte more than the chunk, so an entry that is too long is seen too.
+            let bytes = try fd.read(count: Int(rec.rawSize) + 1, offset: 0)
+            if bytes.count != Int(rec.rawSize) {
+                problem = "holds \(bytes.count > Int(rec.rawSize) ? "more than" : "\(bytes.count) of") the chunk's \(rec.rawSize) bytes"
+            } else if ChunkID.of(bytes) != rec.id {
+                problem = "holds other bytes (SHA-256 \(ChunkID.of(bytes)))"
+            } else {
+                setVerified(index, true)
+                stats.verified.add(1, ordering: .relaxed)
+                return true
+            }
+        } catch {
+            problem = "cannot be read: \(error)"
+        }
+        stats.damaged.add(1, ordering: .relaxed)
+        Log.error("cached chunk \(rec.id) (\(describe(index))) at \(cache.path(of: rec.id)) \(problem); removed, fetching it again")
+        cache.remove(rec.id)
+        return false
+    }
+
     private func download(_ index: UInt32) throws(FSError) {
         let rec = chunks[Int(index)]
-        if cache.contains(rec.id, rawSize: rec.rawSize) { return }
+        if isVerified(index) && cache.contains(rec.id, rawSize: rec.rawSize) { return }
+        if verifyCached(index) { return }
         let stored: [UInt8]
         do {
             stored = try store.get(rec.id.objectKey)
@@ -154,6 +212,7 @@ public final class ChunkFetcher: Sendable {
         }
         do {
             try cache.insert(rec.id, raw)
+            setVerified(index, true)
         } catch let e as CacheError {
             // Nothing could be evicted (all in use): serve from memory rather than fail the read.
             Log.error("cache full, serving chunk \(rec.id) from memory: \(e)")
@@ -181,11 +240,16 @@ public final class FetchStats: Sendable {
     public let joined = Atomic<UInt64>(0)
     public let errors = Atomic<UInt64>(0)
     public let corrupt = Atomic<UInt64>(0)
+    /// Cache entries hashed on first use and found good.
+    public let verified = Atomic<UInt64>(0)
+    /// Cache entries found damaged (removed and fetched again).
+    public let damaged = Atomic<UInt64>(0)
 
     public var summary: String {
         "fetched \(chunksFetched.load(ordering: .relaxed)) chunks in \(requests.load(ordering: .relaxed)) requests, "
             + "\(bytesFetched.load(ordering: .relaxed)) bytes compressed (\(rawBytesFetched.load(ordering: .relaxed)) raw); "
             + "\(hits.load(ordering: .relaxed)) cache opens, \(joined.load(ordering: .relaxed)) joined fetches, "
-            + "\(errors.load(ordering: .relaxed)) fetch errors, \(corrupt.load(ordering: .relaxed)) corrupt chunks refused"
+            + "\(errors.load(ordering: .relaxed)) fetch errors, \(corrupt.load(ordering: .relaxed)) corrupt chunks refused, "
+            + "\(verified.load(ordering: .relaxed)) cache entries verified, \(damaged.load(ordering: .relaxed)) damaged entries refetched"
     }
 }
