@@ -31,8 +31,11 @@ let package = Package(
         .target(name: "EnvFS", dependencies: ["EnvFormat", "EnvStore", "EnvCache", "SysKit"]),
         .target(name: "EnvPublish", dependencies: ["EnvFormat", "EnvStore", "SysKit"]),
 
+        // The mount daemon: options, lifecycle (re-exec, READY), control socket, FUSE bridge.
+        .target(name: "EnvDaemon", dependencies: ["EnvFS", "FuseKit", "EnvStore", "EnvCache", "EnvFormat", "SysKit"]),
+
         .executableTarget(name: "envmount", dependencies: [
-            "EnvFS", "FuseKit", "EnvStore", "EnvCache", "EnvFormat", "SysKit",
+            "EnvDaemon", "EnvFS", "EnvStore", "EnvCache", "EnvFormat", "SysKit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "envpublish", dependencies: [
@@ -46,6 +49,7 @@ let package = Package(
         .testTarget(name: "EnvStoreTests", dependencies: ["EnvStore", "EnvFormat", "SysKit", "TestSupport"]),
         .testTarget(name: "EnvCacheTests", dependencies: ["EnvCache", "EnvFormat", "SysKit"]),
         .testTarget(name: "EnvFSTests", dependencies: ["EnvFS", "EnvPublish", "EnvStore", "EnvCache", "EnvFormat", "SysKit", "TestSupport"]),
+        .testTarget(name: "EnvDaemonTests", dependencies: ["EnvDaemon", "EnvFS", "EnvPublish", "EnvStore", "EnvCache", "EnvFormat", "FuseKit", "SysKit", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["EnvFormat", "EnvStore", "SysKit", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

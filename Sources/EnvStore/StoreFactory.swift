@@ -1,7 +1,7 @@
 import SysKit
 
 /// Settings that apply to remote stores; a directory store ignores them.
-public struct StoreOptions: Sendable {
+public struct StoreOptions: Codable, Sendable, Equatable {
     /// S3 endpoint (R2, MinIO); otherwise `AWS_ENDPOINT_URL`, otherwise AWS.
     public var endpoint: String?
     /// S3 region; otherwise `AWS_REGION`/`AWS_DEFAULT_REGION`/profile, otherwise `us-east-1`.

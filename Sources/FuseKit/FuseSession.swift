@@ -1,6 +1,7 @@
 import CFuse
 import Foundation
 import Glibc
+import Synchronization
 import SysKit
 
 /// Mount-time settings for the kernel's caches.
@@ -34,8 +35,32 @@ final class SessionContext: Sendable {
     }
 }
 
-public struct FuseMountError: Error, CustomStringConvertible {
+/// Set when the session loop has returned.
+final class LoopFlag: Sendable {
+    let done = Atomic<Bool>(false)
+}
+
+/// Why a kernel mount failed, in one line that says what to do.
+public struct FuseMountError: Error, CustomStringConvertible, Sendable, Equatable {
+    public enum Cause: Sendable, Equatable {
+        /// /dev/fuse is absent or not the FUSE character device.
+        case deviceMissing
+        /// /dev/fuse exists but this user may not open it, or the mount point is not theirs.
+        case permissionDenied
+        /// A non-root mount needs the setuid fusermount3 helper.
+        case fusermountMissing
+        /// The kernel or fusermount3 refused the mount.
+        case refused
+        /// libfuse rejected the options or could not set up the session.
+        case setup
+    }
+    public let cause: Cause
     public let description: String
+
+    public init(_ cause: Cause, _ description: String) {
+        self.cause = cause
+        self.description = description
+    }
 }
 
 /// One mounted FUSE session: create, `run` (blocks until unmounted or signalled), done.
@@ -44,13 +69,17 @@ public final class FuseSession {
     let context: Unmanaged<SessionContext>
     public let mountpoint: String
     private var mounted = false
+    private var handlersInstalled = false
 
-    /// Creates the session and mounts it at `mountpoint` with the given `-o` options.
+    /// Creates the session and mounts it at `mountpoint` with the given `-o` options. Every
+    /// failure after `fuse_session_new` leaves the cleanup to deinit, which runs for a throwing
+    /// init once all stored properties are set, so the session is destroyed exactly once.
     public init(fs: any FuseFilesystem, mountpoint: String, options: [String], config: FuseConfig) throws {
         self.mountpoint = mountpoint
+        try Self.preflight(mountpoint: mountpoint)
         let ctx = SessionContext(fs: fs, config: config)
         // SAFETY: retained here, released in deinit after the session is destroyed.
-        context = Unmanaged.passRetained(ctx)
+        let retained = Unmanaged.passRetained(ctx)
         var ops = FuseOps.make()
         let argStrings = ["envmount", "-o", options.joined(separator: ",")]
         let argv = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: argStrings.count + 1)
@@ -63,33 +92,93 @@ public final class FuseSession {
         var args = fuse_args(argc: Int32(argStrings.count), argv: argv, allocated: 0)
         defer { fuse_opt_free_args(&args) }
         // SAFETY: `ops` is copied by fuse_session_new; the context pointer stays retained.
-        let userdata = context.toOpaque()
+        let userdata = retained.toOpaque()
         guard let se = withUnsafePointer(to: &ops, { p in
             fuse_session_new(&args, p, MemoryLayout<fuse_lowlevel_ops>.size, userdata)
         }) else {
-            Unmanaged<SessionContext>.fromOpaque(userdata).release()
-            throw FuseMountError(description: "fuse_session_new failed (bad mount options \(options))")
+            retained.release()
+            throw FuseMountError(.setup, "libfuse refused the mount options \(options.joined(separator: ","))")
         }
         session = se
-        if fuse_set_signal_handlers(se) != 0 {
-            fuse_session_destroy(se)
-            context.release()
-            throw FuseMountError(description: "cannot install signal handlers")
+        context = retained
+        guard fuse_set_signal_handlers(se) == 0 else {
+            throw FuseMountError(.setup, "cannot install the FUSE signal handlers")
         }
-        if fuse_session_mount(se, mountpoint) != 0 {
-            fuse_remove_signal_handlers(se)
-            fuse_session_destroy(se)
-            context.release()
-            throw FuseMountError(description: "cannot mount FUSE at \(mountpoint) (is /dev/fuse available and fusermount3 installed?)")
-        }
+        handlersInstalled = true
+        let (rc, said) = Self.capturingStderr { fuse_session_mount(se, mountpoint) }
+        guard rc == 0 else { throw Self.classify(mountpoint: mountpoint, libfuseSaid: said) }
+        if !said.isEmpty { Console.write(2, said) }
         mounted = true
     }
 
     deinit {
         if mounted { fuse_session_unmount(session) }
-        fuse_remove_signal_handlers(session)
+        if handlersInstalled { fuse_remove_signal_handlers(session) }
         fuse_session_destroy(session)
         context.release()
+    }
+
+    /// The causes that can be named before trying: no FUSE device, no access to it, and no
+    /// fusermount3 for a non-root user (root mounts with mount(2) directly).
+    static func preflight(mountpoint: String, device: String = "/dev/fuse", uid: UInt32 = getuid()) throws {
+        let st: FileStat
+        do { st = try FS.stat(device) } catch {
+            throw FuseMountError(.deviceMissing, "\(device) is missing: run the container with --device \(device), or load the module on the host (modprobe fuse)")
+        }
+        guard st.kind == .charDevice else {
+            throw FuseMountError(.deviceMissing, "\(device) is not the FUSE device: run the container with --device \(device), or load the module on the host (modprobe fuse)")
+        }
+        do { try FileDescriptor.open(device, O_RDWR | O_CLOEXEC).close() } catch let e as SystemError {
+            switch e.errno {
+            case EACCES, EPERM:
+                throw FuseMountError(.permissionDenied, "permission denied opening \(device): give this user read-write access to it, or mount as root")
+            case ENODEV, ENXIO:
+                throw FuseMountError(.deviceMissing, "the FUSE kernel module is not loaded: modprobe fuse (in a container: on the host)")
+            default:
+                throw FuseMountError(.deviceMissing, "cannot open \(device): \(e.message)")
+            }
+        }
+        if uid != 0 && fusermountPath() == nil {
+            throw FuseMountError(.fusermountMissing, "fusermount3 is missing, and a non-root mount needs it: apt install fuse3")
+        }
+    }
+
+    static func fusermountPath() -> String? {
+        var dirs = ["/usr/bin", "/bin"]
+        if let p = ProcessControl.environment("PATH") { dirs += p.split(separator: ":").map(String.init) }
+        return dirs.map { $0 + "/fusermount3" }.first { (try? FS.stat($0))?.kind == .regular }
+    }
+
+    /// One line from what libfuse and fusermount3 wrote when the mount failed.
+    static func classify(mountpoint: String, libfuseSaid: String) -> FuseMountError {
+        let lines = libfuseSaid.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let said = lines.last ?? "no reason given"
+        if said.contains("allow_other") {
+            return FuseMountError(.refused, "fusermount3 refused allow_other: add user_allow_other to /etc/fuse.conf, or mount as root (\(said))")
+        }
+        if said.contains("Permission denied") || said.contains("no write access") || said.contains("not permitted") {
+            return FuseMountError(.permissionDenied, "permission denied mounting at \(mountpoint): mount on a directory you own, or as root (\(said))")
+        }
+        if said.contains("fusermount") && (said.contains("No such file") || said.contains("not found")) && !said.contains(mountpoint) {
+            return FuseMountError(.fusermountMissing, "fusermount3 is missing, and a non-root mount needs it: apt install fuse3 (\(said))")
+        }
+        return FuseMountError(.refused, "the kernel refused the FUSE mount at \(mountpoint): \(said)")
+    }
+
+    /// Runs `body` with file descriptor 2 redirected into a pipe, and returns what was written
+    /// there (libfuse and the fusermount3 it starts report mount errors on stderr). The output
+    /// is a few lines, far below a pipe's 64 KiB, so the writer cannot block.
+    static func capturingStderr(_ body: () -> Int32) -> (Int32, String) {
+        let pipe = Pipe()
+        let saved = dup(2)
+        guard saved >= 0 else { return (body(), "") }
+        dup2(pipe.fileHandleForWriting.fileDescriptor, 2)
+        let rc = body()
+        dup2(saved, 2)
+        close(saved)
+        try? pipe.fileHandleForWriting.close()
+        let said = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return (rc, said)
     }
 
     /// Serves requests on up to `maxThreads` threads until unmounted or SIGTERM/SIGINT/SIGHUP.
@@ -97,13 +186,20 @@ public final class FuseSession {
     public func run(onReady: @escaping @Sendable () -> Void) -> Int32 {
         let mp = mountpoint
         let readAhead = context.takeUnretainedValue().config.readAheadKB
-        let waiter = Thread {
-            for _ in 0..<600 {
-                if (try? FS.fileSystemType(mp)) == fuseSuperMagic { break }
-                usleep(10_000)
+        let loopDone = LoopFlag()
+        let waiter = Thread { [loopDone] in
+            // statfs reaches this session's loop, so the FUSE magic means the mount answers.
+            // Until it shows, nothing is reported ready; the caller's deadline covers a hang.
+            var pause: UInt32 = 2_000
+            while !loopDone.done.load(ordering: .relaxed) {
+                if (try? FS.fileSystemType(mp)) == fuseSuperMagic {
+                    FuseSession.setReadAhead(mountpoint: mp, kb: readAhead)
+                    onReady()
+                    return
+                }
+                usleep(pause)
+                pause = min(pause * 2, 100_000)
             }
-            FuseSession.setReadAhead(mountpoint: mp, kb: readAhead)
-            onReady()
         }
         waiter.start()
         let cfg = fuse_loop_cfg_create()
@@ -111,6 +207,7 @@ public final class FuseSession {
         fuse_loop_cfg_set_idle_threads(cfg, 16)
         fuse_loop_cfg_set_clone_fd(cfg, 0)
         let rc = fuse_session_loop_mt(session, cfg)
+        loopDone.done.store(true, ordering: .relaxed)
         fuse_loop_cfg_destroy(cfg)
         fuse_session_unmount(session)
         mounted = false

@@ -74,3 +74,52 @@ extension FileDescriptor {
         throw SystemError(errno: E2BIG, call: "readLine")
     }
 }
+
+extension UnixSocket {
+    /// Makes a blocked `read`/`write` on `fd` fail with EAGAIN after `seconds` (SO_RCVTIMEO,
+    /// SO_SNDTIMEO), so a peer that connects and sends nothing cannot hold a worker forever.
+    public static func setTimeouts(_ fd: FileDescriptor, seconds: Double) throws {
+        var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - seconds.rounded(.down)) * 1_000_000))
+        for opt in [SO_RCVTIMEO, SO_SNDTIMEO] {
+            // SAFETY: setsockopt reads exactly MemoryLayout<timeval>.size bytes from the local.
+            _ = try valueOrErrno("setsockopt") {
+                setsockopt(fd.rawValue, SOL_SOCKET, opt, &tv, socklen_t(MemoryLayout<timeval>.size))
+            }
+        }
+    }
+
+    /// Wakes every thread blocked in `accept` on a listener (they get EINVAL), before it is closed.
+    public static func shutdown(_ fd: FileDescriptor) { _ = Glibc.shutdown(fd.rawValue, Int32(SHUT_RDWR)) }
+}
+
+extension FileDescriptor {
+    /// Waits until any of `fds` is readable (data or end of stream) or `milliseconds` pass
+    /// (poll(2)); returns, per descriptor, whether it is readable.
+    public static func waitReadable(_ fds: [FileDescriptor], milliseconds: Int32) throws -> [Bool] {
+        var p = fds.map { pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0) }
+        // SAFETY: poll reads and writes exactly p.count pollfds of the local array.
+        let n = try p.withUnsafeMutableBufferPointer { b in
+            try valueOrErrno("poll") { poll(b.baseAddress!, nfds_t(b.count), milliseconds) }
+        }
+        return n == 0 ? fds.map { _ in false } : p.map { $0.revents != 0 }
+    }
+
+    /// Waits until the descriptor is readable (data or end of stream) or `milliseconds` pass
+    /// (poll(2)); returns whether it is readable.
+    public func waitReadable(milliseconds: Int32) throws -> Bool {
+        var p = pollfd(fd: rawValue, events: Int16(POLLIN), revents: 0)
+        // SAFETY: poll reads and writes the one local pollfd.
+        let n = try valueOrErrno("poll") { poll(&p, 1, milliseconds) }
+        return n > 0
+    }
+
+    /// One read(2) of at most `max` bytes from a pipe or socket; empty at end of stream.
+    public func readSome(max: Int = 65536) throws -> [UInt8] {
+        var buf = [UInt8](repeating: 0, count: max)
+        // SAFETY: read writes at most buf.count bytes into the local buffer.
+        let n = try buf.withUnsafeMutableBytes { raw in
+            try valueOrErrno("read") { Glibc.read(rawValue, raw.baseAddress!, raw.count) }
+        }
+        return Array(buf[0..<n])
+    }
+}

@@ -14,5 +14,5 @@ struct EnvmountCommand: ParsableCommand {
               /opt/venv/bin/python -c 'import torch'
               envmount unmount /opt/venv
             """,
-        subcommands: [Mount.self, Unmount.self, Warm.self, Status.self, ProfileCommand.self, CacheCommand.self])
+        subcommands: [Mount.self, Unmount.self, Warm.self, Status.self, ProfileCommand.self, CacheCommand.self, Daemon.self])
 }

@@ -1,11 +1,6 @@
 import ArgumentParser
 import EnvCache
-import EnvFS
-import EnvFormat
-import EnvStore
-import Foundation
-import FuseKit
-import Glibc
+import EnvDaemon
 import SysKit
 
 struct Mount: ParsableCommand {
@@ -13,7 +8,9 @@ struct Mount: ParsableCommand {
         abstract: "Mount an environment from a store.",
         discussion: """
             Returns once the mount answers; a daemon keeps serving it in the background (its log: \
-            --log-file). With --foreground the command serves until unmounted or sent SIGTERM/SIGINT.
+            --log-file). With --foreground the command serves until unmounted or sent SIGTERM/SIGINT. \
+            A non-root user can mount wherever fusermount3 allows (a directory the user owns); other \
+            users can read such a mount only with user_allow_other in /etc/fuse.conf.
             """)
 
     @Argument(help: "The store: a directory, file:///dir, s3://bucket/prefix, or http(s)://…")
@@ -39,7 +36,7 @@ struct Mount: ParsableCommand {
 
     @OptionGroup var storeArguments: StoreArguments
 
-    @Option(help: "Kernel read-ahead and largest FUSE read in KiB.")
+    @Option(help: "Kernel read-ahead and largest FUSE read in KiB (4...16384).")
     var readAheadKb: Int = 1024
 
     @Option(help: "Seconds the kernel caches names and attributes (the tree never changes).")
@@ -54,10 +51,10 @@ struct Mount: ParsableCommand {
     @Flag(help: "Answer OPEN/OPENDIR (the kernel otherwise skips them after the first ENOSYS; for measurements).")
     var withOpen = false
 
-    @Option(help: "Chunks fetched in parallel in the background (read-ahead, warm, prefetch).")
+    @Option(help: "Chunks fetched in parallel in the background (read-ahead, warm, prefetch; 1...256).")
     var fetchThreads: Int = 16
 
-    @Option(help: "Most chunks a sequential reader fetches ahead of itself (0: no read-ahead).")
+    @Option(help: "Most chunks a sequential reader fetches ahead of itself (0: no read-ahead; at most 256).")
     var readAheadChunks: Int = 16
 
     @Option(help: "Chunks of the path-ordered stream fetched after each chunk a reader misses (default: 32 for remote stores, 0 for a directory, which has no latency to hide; off while a profile is prefetched).")
@@ -69,212 +66,58 @@ struct Mount: ParsableCommand {
     @Flag(help: "Log every FUSE request (libfuse's debug output; with --foreground).")
     var fuseDebug = false
 
-    @Flag(help: .private)
-    var daemonChild = false
-
-    @Option(help: .private)
-    var resolvedManifest: String?
-
-    @Flag(help: .private)
-    var resolvedOffline = false
+    /// The flags as one MountOptions; every mount option is a field there.
+    func options() throws -> MountOptions {
+        var o = MountOptions(store: store, mountpoint: mountpoint)
+        o.env = env
+        o.cacheDir = cacheDir
+        o.cacheSize = try cacheSize.map { s in
+            do { return try ByteSize.parse(s) } catch { throw MountError("--cache-size: \(error)") }
+        }
+        o.logFile = logFile
+        o.storeOptions = storeArguments.options
+        o.readAheadKB = readAheadKb
+        o.kernelCacheTimeout = kernelCacheTimeout
+        o.keepCache = !noKeepCache
+        o.splice = !noSplice
+        o.zeroMessageOpen = !withOpen
+        o.fetchThreads = fetchThreads
+        o.readAheadChunks = readAheadChunks
+        o.streamReadAhead = streamReadAhead
+        o.prefetch = prefetch
+        o.fuseDebug = fuseDebug
+        return o
+    }
 
     func validate() throws {
-        if let e = env, !Ref.isValidEnvName(e) { throw ValidationError("invalid environment name '\(e)'") }
-        guard (1...256).contains(fetchThreads) else { throw ValidationError("--fetch-threads must be 1...256") }
-        guard (0...256).contains(streamReadAhead ?? 0) else { throw ValidationError("--stream-read-ahead must be 0...256") }
-        guard (0...256).contains(readAheadChunks) else { throw ValidationError("--read-ahead-chunks must be 0...256") }
-        guard readAheadKb >= 4 && readAheadKb <= 16384 else { throw ValidationError("--read-ahead-kb must be 4...16384") }
+        do { try options().validate() } catch { throw ValidationError("\(error)") }
     }
 
     func run() throws {
-        ProcessControl.ignoreSIGPIPE()
-        if daemonChild { ProcessControl.newSession() }
         do {
-            // mountinfo names mount points by their resolved path; a stale mount cannot be resolved.
-            let given = Mountpoints.absolute(mountpoint)
-            let mp = try prepareMountpoint((try? FS.realpath(given)) ?? given)
-            let cacheDirectory = Mountpoints.absolute(cacheDir ?? ChunkCache.defaultDirectory())
-            let limit = try cacheSize.map { s -> UInt64 in
-                let v = try ByteSize.parse(s)
-                guard v > 0 else { throw MountError("--cache-size must be more than 0") }
-                return v
-            }
-            let cache = try ChunkCache(directory: cacheDirectory, limit: limit)
-            let storeSpec = Self.absoluteStoreSpec(store)
-            let s = try StoreFactory.open(storeSpec, options: storeArguments.options)
-            let resolver = EnvironmentResolver(store: s, cache: cache)
-            let opened: OpenedEnvironment
-            if daemonChild, let m = resolvedManifest.flatMap(ChunkID.init(hex:)), let e = env {
-                opened = try resolver.resolved(env: e, manifest: m, offline: resolvedOffline)
-            } else {
-                opened = try resolver.resolve(env: env)
-            }
-            let log = logFile.map(Mountpoints.absolute) ?? "\(cacheDirectory)/logs/\(opened.env).log"
-            if let p = prefetch, !daemonChild {
-                let key = Profile.objectKey(env: opened.env, manifest: opened.ref.manifest, name: p)
-                if !((try? s.exists(key)) ?? false) {
-                    throw MountError("no profile '\(p)' for \(opened.env) revision \(opened.ref.revision) in \(s.description) (record one with `envmount profile save`)")
-                }
-            }
-            if foreground {
-                try serve(mp: mp, store: s, cache: cache, opened: opened, log: log)
-            } else {
-                try spawnDaemon(mp: mp, storeSpec: storeSpec, cacheDirectory: cacheDirectory, opened: opened, log: log)
-            }
-        } catch let e as ExitCode {
-            throw e
+            try MountDaemon.mount(try options(), foreground: foreground)
+        } catch let e as DaemonExit {
+            throw ExitCode(e.code)
         } catch {
             Console.error("envmount: \(error)")
             throw ExitCode.failure
         }
     }
-
-    /// A mount point must be an existing directory that nothing is mounted on. A stale FUSE
-    /// mount (its daemon was killed: "Transport endpoint is not connected") is detached first.
-    func prepareMountpoint(_ mp: String) throws -> String {
-        if let m = Mountpoints.find(mp) {
-            // statfs always reaches the daemon (stat may be answered from the kernel's cache),
-            // so ENOTCONN here means the daemon is gone.
-            do {
-                _ = try FS.fileSystemType(mp)
-                throw MountError("\(mp) is already a mount point (\(m.fsType) from \(m.source)); unmount it first")
-            } catch let e as SystemError where e.errno == ENOTCONN && m.fsType.hasPrefix("fuse") {
-                Console.error("envmount: \(mp) is a stale FUSE mount (its daemon is gone); detaching it")
-                if let err = Mountpoints.fusermountUnmount(mp, lazy: true) {
-                    do { try FS.lazyUnmount(mp) } catch { throw MountError("cannot detach stale mount \(mp): \(err)") }
-                }
-            }
-        }
-        let st: FileStat
-        do { st = try FS.stat(mp) } catch let e as SystemError where e.errno == ENOENT {
-            throw MountError("mount point \(mp) does not exist (create an empty directory first)")
-        }
-        guard st.kind == .directory else { throw MountError("mount point \(mp) is not a directory") }
-        return mp
-    }
-
-    static func absoluteStoreSpec(_ s: String) -> String {
-        s.contains("://") ? s : Mountpoints.absolute(s)
-    }
-
-    /// Starts `envmount mount --foreground` as a daemon in its own session and waits until it
-    /// says the mount answers, relaying its error if it fails first.
-    func spawnDaemon(mp: String, storeSpec: String, cacheDirectory: String, opened: OpenedEnvironment, log: String) throws {
-        var args = ["mount", storeSpec, mp, "--env", opened.env, "--cache-dir", cacheDirectory, "--log-file", log,
-                    "--foreground", "--daemon-child", "--resolved-manifest", opened.ref.manifest.hex, "--timeout", "\(storeArguments.timeout)",
-                    "--read-ahead-kb", "\(readAheadKb)", "--fetch-threads", "\(fetchThreads)",
-                    "--read-ahead-chunks", "\(readAheadChunks)", "--kernel-cache-timeout", "\(kernelCacheTimeout)"]
-        if let e = storeArguments.endpoint { args += ["--endpoint", e] }
-        if let r = storeArguments.region { args += ["--region", r] }
-        for m in storeArguments.mirrors { args += ["--mirror", m] }
-        if opened.offline { args.append("--resolved-offline") }
-        if let w = streamReadAhead { args += ["--stream-read-ahead", "\(w)"] }
-        if let p = prefetch { args += ["--prefetch", p] }
-        if let c = cacheSize { args += ["--cache-size", c] }
-        if noKeepCache { args.append("--no-keep-cache") }
-        if noSplice { args.append("--no-splice") }
-        if withOpen { args.append("--with-open") }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: String(decoding: try FS.readlink("/proc/self/exe".pathBytes), as: UTF8.self))
-        p.arguments = args
-        p.standardInput = FileHandle.nullDevice
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let pid = p.processIdentifier
-        // The daemon writes "READY" once statfs on the mount point answers.
-        var seen = Data()
-        let deadline = Date().addingTimeInterval(120)
-        while Date() < deadline {
-            let d = out.fileHandleForReading.availableData
-            if d.isEmpty { break }
-            seen.append(d)
-            if String(decoding: seen, as: UTF8.self).contains("READY") {
-                Console.out("mounted \(opened.env) revision \(opened.ref.revision) at \(mp) (\(opened.manifestSummary); pid \(pid), log \(log))")
-                return
-            }
-        }
-        if p.isRunning { kill(pid, SIGTERM) }
-        let msg = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-        throw MountError(msg.isEmpty ? "the mount daemon exited before the mount answered (see \(log))"
-                                     : msg.replacingOccurrences(of: "envmount: ", with: ""))
-    }
-
-    /// Serves the mount in this process until it is unmounted or signalled.
-    func serve(mp: String, store: any ObjectStore, cache: ChunkCache, opened: OpenedEnvironment, log: String) throws {
-        let manifest = opened.manifest
-        let fetcher = ChunkFetcher(store: store, cache: cache, manifest: manifest,
-                                   describe: { [manifest] chunk in Self.describeChunk(manifest, chunk) })
-        let pool = FetchPool(fetcher: fetcher, manifest: manifest, threads: fetchThreads)
-        let streamWindow = streamReadAhead ?? (store is DirectoryStore ? 0 : 32)
-        fetcher.onDemandMiss { [pool] k in pool.streamReadAhead(after: k, window: streamWindow) }
-        var ra = ReadAheadConfig()
-        ra.maxChunks = readAheadChunks
-        ra.initialChunks = min(2, readAheadChunks)
-        let recorder = AccessRecorder(chunkCount: manifest.chunks.count)
-        let fs = EnvFilesystem(manifest: manifest, fetcher: fetcher, pool: pool, readAhead: readAheadChunks > 0 ? ra : nil,
-                               onChunkRead: { recorder.record($0) })
-        let service = MountService(mountpoint: mp, opened: opened, store: store, cache: cache, fs: fs,
-                                   fetcher: fetcher, pool: pool, recorder: recorder)
-        var config = FuseConfig()
-        config.readAheadKB = readAheadKb
-        config.entryTimeout = kernelCacheTimeout
-        config.attrTimeout = kernelCacheTimeout
-        config.keepCache = !noKeepCache
-        config.splice = !noSplice
-        config.zeroMessageOpen = !withOpen
-        var options = ["ro", "default_permissions", "fsname=envmount:\(opened.env)", "subtype=envmount"]
-        if ProcessControl.userID == 0 { options.append("allow_other") }
-        if fuseDebug { options.append("debug") }
-        let session = try FuseSession(fs: FuseBridge(fs), mountpoint: mp, options: options, config: config)
-        let daemonChild = self.daemonChild
-        let env = opened.env, revision = opened.ref.revision
-        let prefetch = self.prefetch
-        let rc = session.run(onReady: {
-            do { try service.startControlSocket() } catch {
-                Log.error("control socket unavailable (status, warm and profile will not reach this mount): \(error)")
-            }
-            if daemonChild {
-                Console.out("READY")
-                if let parent = try? FS.makeDirectories(String(log[..<log.lastIndex(of: "/")!])) { _ = parent }
-                if let fd = try? FileDescriptor.open(log, O_WRONLY | O_CREAT | O_APPEND, mode: 0o644) {
-                    try? fd.dup2(to: 1)
-                    try? fd.dup2(to: 2)
-                    fd.close()
-                }
-            } else {
-                Console.error("envmount: serving \(env) revision \(revision) at \(mp); unmount or Ctrl-C to stop")
-            }
-            Log.info("mounted \(env) revision \(revision) at \(mp), pid \(ProcessControl.pid)")
-            if let p = prefetch {
-                do {
-                    let job = try service.warmProfile(p)
-                    Log.info("prefetching profile \(p): \(job.totalChunks) chunks, \(formatBytes(job.totalBytes))")
-                } catch {
-                    Log.error("cannot prefetch profile \(p): \(error)")
-                }
-            }
-        })
-        service.removeControlSocket()
-        pool.stop()
-        Log.info("unmounted \(mp): \(fetcher.stats.summary); peak RSS \(formatBytes(ProcessControl.peakResidentBytes()))")
-        if rc != 0 && rc != -SIGTERM && rc != -SIGINT && rc != -SIGHUP { throw ExitCode(rc < 0 ? 1 : rc) }
-    }
-
-    /// "chunk <n> of <path>" for log lines, found by a scan only when something went wrong.
-    static func describeChunk(_ m: Manifest, _ chunk: UInt32) -> String {
-        for (i, e) in m.entries.enumerated() where e.kind == .regular && e.owner == UInt32(i) {
-            for s in m.fileSpans(i) where m.spans[s].chunk == chunk {
-                return "used by /\(String(decoding: m.path(i), as: UTF8.self))"
-            }
-        }
-        return "chunk #\(chunk)"
-    }
 }
 
-struct MountError: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
+/// The background half of `envmount mount`, started by it with the mount's description on stdin.
+struct Daemon: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve a mount (started by `envmount mount`; not for direct use).", shouldDisplay: false)
+
+    func run() throws {
+        do {
+            try MountDaemon.runChild()
+        } catch let e as DaemonExit {
+            throw ExitCode(e.code)
+        } catch {
+            Console.error("envmount: \(error)")
+            throw ExitCode.failure
+        }
+    }
 }

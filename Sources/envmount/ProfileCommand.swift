@@ -1,4 +1,5 @@
 import ArgumentParser
+import EnvDaemon
 import SysKit
 
 struct ProfileCommand: ParsableCommand {
@@ -25,8 +26,8 @@ struct ProfileCommand: ParsableCommand {
         func run() throws {
             let mp = Mountpoints.absolute(mountpoint)
             do {
-                let r = try ControlClient.send(mp, ControlRequest(op: "profile-save", name: name))
-                Console.out("saved profile \(name): \(r.chunks ?? 0) chunks at \(r.key ?? "")")
+                let r = try ControlClient.saveProfile(mp, name: name)
+                Console.out("saved profile \(name): \(r.chunks) chunks at \(r.key)")
             } catch {
                 Console.error("envmount: \(error)")
                 throw ExitCode.failure

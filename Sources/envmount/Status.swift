@@ -1,4 +1,5 @@
 import ArgumentParser
+import EnvDaemon
 import Foundation
 import SysKit
 
@@ -23,7 +24,7 @@ struct Status: ParsableCommand {
         var failed = false
         for mp in mps {
             do {
-                if let s = try ControlClient.send(mp, ControlRequest(op: "status")).status { infos.append(s) }
+                infos.append(try ControlClient.status(mp))
             } catch {
                 Console.error("envmount: \(error)")
                 failed = true

@@ -1,4 +1,5 @@
 import ArgumentParser
+import EnvDaemon
 import Glibc
 import SysKit
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import EnvDaemon
 import Foundation
 import SysKit
 
@@ -42,11 +43,11 @@ struct Warm: ParsableCommand {
         do {
             var jobs: [JobInfo] = []
             if all {
-                jobs = try ControlClient.send(mp, ControlRequest(op: "warm-all")).jobs ?? []
+                jobs = try ControlClient.jobs(mp, .warmAll).jobs
             } else if let p = profile {
-                jobs = try ControlClient.send(mp, ControlRequest(op: "warm-profile", name: p)).jobs ?? []
+                jobs = try ControlClient.jobs(mp, .warmProfile(name: p)).jobs
             } else {
-                _ = try ControlClient.send(mp, ControlRequest(op: "status"))
+                _ = try ControlClient.status(mp)
                 let resolver = PackageResolver(root: mp)
                 let dists = resolver.distributions()
                 var chosen: [PackageResolver.Distribution] = []
@@ -58,8 +59,7 @@ struct Warm: ParsableCommand {
                     chosen.append(d)
                 }
                 for d in chosen {
-                    let r = try ControlClient.send(mp, ControlRequest(op: "warm", paths: resolver.files(of: d), label: d.name))
-                    jobs += r.jobs ?? []
+                    jobs += try ControlClient.jobs(mp, .warm(paths: resolver.files(of: d), label: d.name)).jobs
                 }
             }
             if background {
@@ -90,7 +90,7 @@ struct WarmProgress {
         let ids = jobs.map(\.id)
         var ok = true
         while true {
-            let now = try ControlClient.send(mountpoint, ControlRequest(op: "jobs", ids: ids)).jobs ?? []
+            let now = try ControlClient.jobs(mountpoint, .jobs(ids: ids)).jobs
             for j in now where j.finished && !reported.contains(j.id) {
                 reported.insert(j.id)
                 if tty { Console.write(2, "\r\u{1b}[K") }

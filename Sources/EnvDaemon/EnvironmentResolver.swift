@@ -3,27 +3,39 @@ import EnvFormat
 import EnvStore
 import SysKit
 
-struct OpenedEnvironment {
-    var env: String
-    var ref: Ref
-    var manifest: Manifest
-    var offline: Bool
+public struct OpenedEnvironment: Sendable {
+    public var env: String
+    public var ref: Ref
+    public var manifest: Manifest
+    public var offline: Bool
 
-    var manifestSummary: String {
+    public init(env: String, ref: Ref, manifest: Manifest, offline: Bool) {
+        self.env = env
+        self.ref = ref
+        self.manifest = manifest
+        self.offline = offline
+    }
+
+    public var manifestSummary: String {
         "\(manifest.entries.count) entries, \(formatBytes(manifest.totalFileBytes))\(offline ? ", offline from cache" : "")"
     }
 }
 
 /// Finds an environment's ref and manifest: from the store, or from the cache when the store
 /// cannot be reached.
-struct EnvironmentResolver {
-    let store: any ObjectStore
-    let cache: ChunkCache
+public struct EnvironmentResolver {
+    public let store: any ObjectStore
+    public let cache: ChunkCache
+
+    public init(store: any ObjectStore, cache: ChunkCache) {
+        self.store = store
+        self.cache = cache
+    }
 
     /// The environment the parent `envmount mount` already resolved, for its daemon: the same
     /// ref (the parent cached it), so the daemon serves exactly what the parent reported and
     /// pays no second round trip to the store.
-    func resolved(env: String, manifest: ChunkID, offline: Bool) throws -> OpenedEnvironment {
+    public func resolved(env: String, manifest: ChunkID, offline: Bool) throws -> OpenedEnvironment {
         guard let bytes = cache.loadRef(store: store.description, env: env), let ref = try? Ref.decode(bytes),
               ref.manifest == manifest else {
             return try resolve(env: env)
@@ -31,7 +43,7 @@ struct EnvironmentResolver {
         return OpenedEnvironment(env: env, ref: ref, manifest: try loadManifest(manifest), offline: offline)
     }
 
-    func resolve(env: String?) throws -> OpenedEnvironment {
+    public func resolve(env: String?) throws -> OpenedEnvironment {
         if let d = store as? DirectoryStore, (try? FS.stat(d.root))?.kind != .directory,
            env == nil || cache.loadRef(store: store.description, env: env!) == nil {
             throw MountError("store \(store.description) does not exist or is not a directory")
@@ -59,7 +71,7 @@ struct EnvironmentResolver {
         return OpenedEnvironment(env: name, ref: ref, manifest: manifest, offline: offline)
     }
 
-    func onlyEnvironment() throws -> String {
+    public func onlyEnvironment() throws -> String {
         let envs: [String]
         do { envs = try store.listEnvironments() } catch {
             throw MountError("cannot list environments in \(store.description) (\(error)); name one with --env")
@@ -72,7 +84,7 @@ struct EnvironmentResolver {
     }
 
     /// The manifest named by `id`, from the cache or the store, checked against its id.
-    func loadManifest(_ id: ChunkID) throws -> Manifest {
+    public func loadManifest(_ id: ChunkID) throws -> Manifest {
         if let b = cache.loadManifest(id), ChunkID.of(b) == id, let m = try? Manifest.decode(b) { return m }
         let bytes = try store.get(Ref.manifestKey(id))
         guard ChunkID.of(bytes) == id else {

@@ -3,14 +3,14 @@ import Glibc
 import SysKit
 
 /// The kernel's view of mount points, from /proc/self/mountinfo.
-enum Mountpoints {
-    struct Entry {
-        var mountpoint: String
-        var fsType: String
-        var source: String
+public enum Mountpoints {
+    public struct Entry: Sendable {
+        public var mountpoint: String
+        public var fsType: String
+        public var source: String
     }
 
-    static func all() -> [Entry] {
+    public static func all() -> [Entry] {
         guard let data = try? FS.readFile("/proc/self/mountinfo") else { return [] }
         var out: [Entry] = []
         for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
@@ -23,10 +23,10 @@ enum Mountpoints {
         return out
     }
 
-    static func find(_ path: String) -> Entry? { all().last { $0.mountpoint == path } }
+    public static func find(_ path: String) -> Entry? { all().last { $0.mountpoint == path } }
 
     /// mountinfo writes space, tab, newline and backslash as \ooo.
-    static func unescape(_ s: String) -> String {
+    public static func unescape(_ s: String) -> String {
         guard s.contains("\\") else { return s }
         var out: [UInt8] = []
         let b = Array(s.utf8)
@@ -45,7 +45,7 @@ enum Mountpoints {
     }
 
     /// Absolute form of a user's path without resolving the last component through a dead mount.
-    static func absolute(_ path: String) -> String {
+    public static func absolute(_ path: String) -> String {
         let p = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
         var parts: [Substring] = []
         for c in p.split(separator: "/") {
@@ -57,7 +57,7 @@ enum Mountpoints {
     }
 
     /// Runs `fusermount3 -u [-z] path`; returns its error output on failure.
-    static func fusermountUnmount(_ path: String, lazy: Bool) -> String? {
+    public static func fusermountUnmount(_ path: String, lazy: Bool) -> String? {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/fusermount3")
         p.arguments = lazy ? ["-u", "-z", path] : ["-u", path]

@@ -4,6 +4,7 @@ import EnvFormat
 import EnvStore
 import Foundation
 import Glibc
+import Synchronization
 import SysKit
 
 /// What a running mount is, and the answers to its control requests.
@@ -20,6 +21,7 @@ final class MountService: Sendable {
     let pool: FetchPool
     let recorder: AccessRecorder
     let chunkIndex: [ChunkID: UInt32]
+    private let controlServer = Mutex<ControlServer?>(nil)
 
     init(mountpoint: String, opened: OpenedEnvironment, store: any ObjectStore, cache: ChunkCache,
          fs: EnvFilesystem, fetcher: ChunkFetcher, pool: FetchPool, recorder: AccessRecorder) {
@@ -39,67 +41,37 @@ final class MountService: Sendable {
         chunkIndex = idx
     }
 
-    /// Listens on the mount's control socket on a thread of its own.
+    /// Serves control requests on the mount's socket until `stopControlSocket`.
     func startControlSocket() throws {
-        let dir = ControlPaths.directory()
-        try FS.makeDirectories(dir, mode: 0o700)
-        let path = ControlPaths.socket(for: mountpoint)
-        let listener = try UnixSocket.listen(path)
-        let t = Thread { [self] in
-            while true {
-                guard let conn = try? UnixSocket.accept(listener) else { continue }
-                let worker = Thread { [self] in
-                    defer { conn.close() }
-                    let reply: ControlReply
-                    if let line = try? conn.readLine(), let req = try? JSONDecoder().decode(ControlRequest.self, from: Data(line)) {
-                        reply = handle(req)
-                    } else {
-                        reply = ControlReply(ok: false, error: "malformed control request")
-                    }
-                    if var out = try? JSONEncoder().encode(reply) {
-                        out.append(0x0a)
-                        try? conn.writeAll(Array(out))
-                    }
-                }
-                worker.start()
-            }
-        }
-        t.name = "envmount-control"
-        t.start()
+        try ControlPaths.prepareDirectory()
+        let server = try ControlServer(path: ControlPaths.socket(for: mountpoint)) { [self] in handle($0) }
+        controlServer.withLock { $0 = server }
     }
 
-    func removeControlSocket() { try? FS.unlink(ControlPaths.socket(for: mountpoint)) }
+    func stopControlSocket() { controlServer.withLock { $0?.stop() } }
 
     func handle(_ req: ControlRequest) -> ControlReply {
-        switch req.op {
-        case "status":
-            return ControlReply(ok: true, status: status())
-        case "warm":
-            let (chunks, missing) = chunksOf(paths: req.paths ?? [])
-            let job = pool.submit(label: req.label ?? "paths", chunks: chunks)
-            return ControlReply(ok: true, jobs: [Self.info(job)], missing: missing)
-        case "warm-all":
-            let job = pool.submit(label: "all", chunks: (0..<UInt32(manifest.chunks.count)).map { $0 })
-            return ControlReply(ok: true, jobs: [Self.info(job)])
-        case "warm-profile":
-            do {
-                let job = try warmProfile(req.name ?? "")
-                return ControlReply(ok: true, jobs: [Self.info(job)])
-            } catch {
-                return ControlReply(ok: false, error: "\(error)")
+        do {
+            switch req {
+            case .status:
+                return .status(status())
+            case let .warm(paths, label):
+                let (chunks, missing) = chunksOf(paths: paths)
+                return .jobs([Self.info(pool.submit(label: label, chunks: chunks))], missing: missing)
+            case .warmAll:
+                let job = pool.submit(label: "all", chunks: (0..<UInt32(manifest.chunks.count)).map { $0 })
+                return .jobs([Self.info(job)], missing: 0)
+            case let .warmProfile(name):
+                return .jobs([Self.info(try warmProfile(name))], missing: 0)
+            case let .jobs(ids):
+                let wanted = Set(ids)
+                return .jobs(pool.jobs.filter { wanted.isEmpty || wanted.contains($0.id) }.map(Self.info), missing: 0)
+            case let .saveProfile(name):
+                let (key, n) = try saveProfile(name)
+                return .profileSaved(key: key, chunks: n)
             }
-        case "jobs":
-            let ids = Set(req.ids ?? [])
-            return ControlReply(ok: true, jobs: pool.jobs.filter { ids.isEmpty || ids.contains($0.id) }.map(Self.info))
-        case "profile-save":
-            do {
-                let (key, n) = try saveProfile(req.name ?? "")
-                return ControlReply(ok: true, key: key, chunks: n)
-            } catch {
-                return ControlReply(ok: false, error: "\(error)")
-            }
-        default:
-            return ControlReply(ok: false, error: "unknown control request '\(req.op)'")
+        } catch {
+            return .failed("\(error)")
         }
     }
 

@@ -1,0 +1,109 @@
+// The daemon's control channel: a Unix socket per mount point, one JSON request line and one
+// JSON reply line per connection. `status`, `warm` and `profile save` reach the daemon that
+// serves a mount point through it. Requests and replies are enums, one case per operation with
+// its own payload, so a request cannot carry fields that mean nothing for its operation.
+import EnvFormat
+import Foundation
+import SysKit
+
+public enum ControlRequest: Codable, Sendable, Equatable {
+    /// The mount's StatusInfo.
+    case status
+    /// Fetch the chunks of these paths (relative to the root; a directory means all below it).
+    case warm(paths: [String], label: String)
+    /// Fetch every chunk.
+    case warmAll
+    /// Fetch a recorded profile's chunks in order.
+    case warmProfile(name: String)
+    /// Progress of these warm jobs (all when empty).
+    case jobs(ids: [Int])
+    /// Upload the chunks read so far as a named profile.
+    case saveProfile(name: String)
+}
+
+public enum ControlReply: Codable, Sendable, Equatable {
+    case status(StatusInfo)
+    case jobs([JobInfo], missing: Int)
+    case profileSaved(key: String, chunks: Int)
+    case failed(String)
+}
+
+public struct JobInfo: Codable, Sendable, Equatable {
+    public var id: Int
+    public var label: String
+    public var chunks: Int
+    public var doneChunks: Int
+    public var failedChunks: Int
+    public var bytes: UInt64
+    public var doneBytes: UInt64
+    public var seconds: Double
+    public var finished: Bool
+    public var error: String?
+}
+
+public struct StatusInfo: Codable, Sendable, Equatable {
+    public var mountpoint: String
+    public var env: String
+    public var revision: UInt64
+    public var manifest: String
+    public var store: String
+    public var pid: Int32
+    public var offline: Bool
+    public var entries: Int
+    public var totalBytes: UInt64
+    public var chunks: Int
+    public var cacheDir: String
+    public var cacheBytes: UInt64?
+    public var cacheEntries: Int?
+    public var cacheLimit: UInt64?
+    public var requests: UInt64
+    public var chunksFetched: UInt64
+    public var bytesFetched: UInt64
+    public var rawBytesFetched: UInt64
+    public var cacheHits: UInt64
+    public var joinedFetches: UInt64
+    public var fetchErrors: UInt64
+    public var corruptChunks: UInt64
+    public var readAheadQueued: Int
+    public var recordedChunks: Int
+    public var rssBytes: UInt64
+    public var jobs: [JobInfo]
+    public var lastError: String?
+}
+
+/// One request or reply as the line sent on the socket.
+enum ControlCoding {
+    static func encodeLine<T: Encodable>(_ value: T) throws -> [UInt8] {
+        let enc = JSONEncoder()
+        enc.outputFormatting = .sortedKeys
+        return Array(try enc.encode(value)) + [0x0a]
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ line: [UInt8]) throws -> T {
+        try JSONDecoder().decode(type, from: Data(line))
+    }
+}
+
+public enum ControlPaths {
+    /// `/run/envmount` for root; else `$XDG_RUNTIME_DIR/envmount` (a per-user directory the
+    /// login manager makes), else `/tmp/envmount-UID`, which `prepareDirectory` refuses if
+    /// another user made it first.
+    public static func directory() -> String {
+        if ProcessControl.userID == 0 { return "/run/envmount" }
+        if let x = ProcessControl.environment("XDG_RUNTIME_DIR"), x.hasPrefix("/") { return x + "/envmount" }
+        return "/tmp/envmount-\(ProcessControl.userID)"
+    }
+
+    public static func socket(for mountpoint: String) -> String {
+        "\(directory())/\(ChunkID.of(Array(mountpoint.utf8)).hex.prefix(16)).sock"
+    }
+
+    /// Creates the socket directory 0700, or checks that the one there is this user's alone.
+    public static func prepareDirectory() throws {
+        do { try SecureDirectory.prepare(directory()) } catch let e as InsecureDirectoryError {
+            throw MountError("control socket \(e)")
+        } catch {
+            throw MountError("cannot create the control socket directory \(directory()): \(error)")
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import EnvFormat
+import EnvStore
+
+/// Everything a mount is told, declared once. The CLI fills it from its flags and calls
+/// `validate()`; a background mount hands the whole value to its daemon as JSON (see
+/// `DaemonLauncher`), so an option added here reaches the daemon with no other change.
+public struct MountOptions: Codable, Sendable, Equatable {
+    /// The store: an absolute path, file://, s3:// or http(s):// URL.
+    public var store: String
+    /// Absolute path of the directory to mount on.
+    public var mountpoint: String
+    public var env: String?
+    /// Chunk cache directory (nil: ChunkCache.defaultDirectory()).
+    public var cacheDir: String?
+    /// Most bytes of cached chunks (nil: no limit).
+    public var cacheSize: UInt64?
+    /// Daemon log file (nil: CACHE_DIR/logs/ENV.log).
+    public var logFile: String?
+    public var storeOptions = StoreOptions()
+    /// Kernel read-ahead and largest FUSE read, KiB.
+    public var readAheadKB = 1024
+    /// Seconds the kernel caches names and attributes.
+    public var kernelCacheTimeout: Double = 86400
+    public var keepCache = true
+    public var splice = true
+    /// Answer OPEN/OPENDIR with ENOSYS so the kernel stops sending them.
+    public var zeroMessageOpen = true
+    public var fetchThreads = 16
+    public var readAheadChunks = 16
+    /// Chunks of the path-ordered stream fetched after a miss (nil: 32 remote, 0 for a directory).
+    public var streamReadAhead: Int?
+    /// A recorded profile to prefetch once mounted.
+    public var prefetch: String?
+    /// libfuse's per-request debug output.
+    public var fuseDebug = false
+
+    /// Longest `--timeout` taken: a day. Larger values only hide a hung store.
+    public static let maxRequestTimeout: Double = 86400
+
+    public init(store: String, mountpoint: String) {
+        self.store = store
+        self.mountpoint = mountpoint
+    }
+
+    /// Throws a `MountError` naming the option at fault.
+    public func validate() throws {
+        if let e = env, !Ref.isValidEnvName(e) { throw MountError("invalid environment name '\(e)'") }
+        let t = storeOptions.requestDeadline
+        guard t.isFinite, t > 0, t <= Self.maxRequestTimeout else {
+            throw MountError("--timeout must be a number of seconds more than 0 and at most \(Int(Self.maxRequestTimeout)), not \(t)")
+        }
+        guard kernelCacheTimeout.isFinite, kernelCacheTimeout >= 0, kernelCacheTimeout <= 365 * 86400 else {
+            throw MountError("--kernel-cache-timeout must be 0...\(365 * 86400) seconds, not \(kernelCacheTimeout)")
+        }
+        if let c = cacheSize, c == 0 { throw MountError("--cache-size must be more than 0") }
+        guard (1...256).contains(fetchThreads) else { throw MountError("--fetch-threads must be 1...256") }
+        guard (0...256).contains(streamReadAhead ?? 0) else { throw MountError("--stream-read-ahead must be 0...256") }
+        guard (0...256).contains(readAheadChunks) else { throw MountError("--read-ahead-chunks must be 0...256") }
+        guard (4...16384).contains(readAheadKB) else { throw MountError("--read-ahead-kb must be 4...16384") }
+        if let p = prefetch, !Ref.isValidEnvName(p) { throw MountError("invalid profile name '\(p)' (letters, digits, '-', '_', '.')") }
+    }
+}
