@@ -30,12 +30,14 @@ let package = Package(
         .target(name: "EnvCache", dependencies: ["EnvFormat", "SysKit"]),
         .target(name: "EnvFS", dependencies: ["EnvFormat", "EnvStore", "EnvCache", "SysKit"]),
         .target(name: "EnvPublish", dependencies: ["EnvFormat", "EnvStore", "SysKit"]),
+        // What a Python environment holds: distributions, their files, requirements and markers.
+        .target(name: "EnvPython", dependencies: ["SysKit"]),
 
         // The mount daemon: options, lifecycle (re-exec, READY), control socket, FUSE bridge.
         .target(name: "EnvDaemon", dependencies: ["EnvFS", "FuseKit", "EnvStore", "EnvCache", "EnvFormat", "SysKit"]),
 
         .executableTarget(name: "envmount", dependencies: [
-            "EnvDaemon", "EnvFS", "EnvStore", "EnvCache", "EnvFormat", "SysKit",
+            "EnvDaemon", "EnvFS", "EnvStore", "EnvCache", "EnvFormat", "EnvPython", "SysKit", "EnvPublish",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "envpublish", dependencies: [
@@ -50,6 +52,7 @@ let package = Package(
         .testTarget(name: "EnvCacheTests", dependencies: ["EnvCache", "EnvFormat", "SysKit"]),
         .testTarget(name: "EnvFSTests", dependencies: ["EnvFS", "EnvPublish", "EnvStore", "EnvCache", "EnvFormat", "SysKit", "TestSupport"]),
         .testTarget(name: "EnvDaemonTests", dependencies: ["EnvDaemon", "EnvFS", "EnvPublish", "EnvStore", "EnvCache", "EnvFormat", "FuseKit", "SysKit", "TestSupport"]),
+        .testTarget(name: "EnvPythonTests", dependencies: ["EnvPython", "SysKit"]),
         .testTarget(name: "IntegrationTests", dependencies: ["EnvFormat", "EnvStore", "SysKit", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

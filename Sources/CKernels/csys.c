@@ -1,10 +1,12 @@
 #define _GNU_SOURCE
+#include <sys/file.h>
 #include "csys.h"
 #include <unistd.h>
 #include <fcntl.h>
 #include <sys/vfs.h>
 #include <sys/statvfs.h>
 #include <sys/mount.h>
+#include <sys/xattr.h>
 
 int envmount_seek_data(void) { return SEEK_DATA; }
 int envmount_seek_hole(void) { return SEEK_HOLE; }
@@ -26,4 +28,15 @@ int envmount_statvfs_avail(const char *path, uint64_t *bytes) {
 
 int envmount_umount_lazy(const char *path) { return umount2(path, MNT_DETACH); }
 
+int envmount_mount(const char *source, const char *target, const char *fstype, const char *data) {
+    return mount(source, target, fstype, MS_NOSUID | MS_NODEV, data);
+}
+
+int envmount_umount(const char *path) { return umount2(path, 0); }
+
 int envmount_syncfs(int fd) { return syncfs(fd); }
+
+int envmount_lsetxattr(const char *path, const char *name, const void *value, unsigned long size) {
+    return lsetxattr(path, name, value, size, 0);
+}
+int envmount_flock_exclusive(int fd) { return flock(fd, LOCK_EX); }

@@ -118,9 +118,11 @@ public final class CurlClient: Sendable {
             set(ccurl_setopt_long(h, CURLOPT_HTTPGET, 1))
         case .head:
             set(ccurl_setopt_long(h, CURLOPT_NOBODY, 1))
-        case .put:
+        case .delete:
+            set(ccurl_setopt_str(h, CURLOPT_CUSTOMREQUEST, "DELETE"))
+        case .put, .post:
             let body = request.body ?? []
-            set(ccurl_setopt_str(h, CURLOPT_CUSTOMREQUEST, "PUT"))
+            set(ccurl_setopt_str(h, CURLOPT_CUSTOMREQUEST, request.method.rawValue))
             set(ccurl_setopt_off(h, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count)))
             if body.isEmpty {
                 set(ccurl_setopt_str(h, CURLOPT_COPYPOSTFIELDS, ""))

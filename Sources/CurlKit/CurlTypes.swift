@@ -6,6 +6,9 @@ public enum HTTPMethod: String, Sendable {
     case get = "GET"
     case put = "PUT"
     case head = "HEAD"
+    /// S3 DeleteObjects (`POST ?delete` with an XML body).
+    case post = "POST"
+    case delete = "DELETE"
 }
 
 /// Credentials and scope for libcurl's own SigV4 signer (`CURLOPT_AWS_SIGV4`).

@@ -10,6 +10,8 @@ import SysKit
 enum DaemonLauncher {
     struct Failed: Error, CustomStringConvertible {
         let description: String
+        /// The daemon was stopped at the deadline (rather than failing on its own).
+        var timedOut = false
     }
 
     /// Starts `executable` with `arguments`, `input` on its stdin, and waits up to `deadline`
@@ -40,7 +42,7 @@ enum DaemonLauncher {
             let now = ProcessControl.monotonicNs()
             if now >= end {
                 let how = stop(p)
-                throw Failed(description: "the mount daemon (pid \(pid)) did not answer within \(Int(deadline)) s; \(how)")
+                throw Failed(description: "the mount daemon (pid \(pid)) did not answer within \(Int(deadline)) s; \(how)", timedOut: true)
             }
             let wait = Int32(min((end - now) / 1_000_000 + 1, 1000))
             let ready = try FileDescriptor.waitReadable([outFD, errFD], milliseconds: wait)

@@ -8,16 +8,20 @@ public struct OpenedEnvironment: Sendable {
     public var ref: Ref
     public var manifest: Manifest
     public var offline: Bool
+    /// The trusted key that signed the ref, when the mount requires one.
+    public var signedBy: TrustedKey?
 
-    public init(env: String, ref: Ref, manifest: Manifest, offline: Bool) {
+    public init(env: String, ref: Ref, manifest: Manifest, offline: Bool, signedBy: TrustedKey? = nil) {
         self.env = env
         self.ref = ref
         self.manifest = manifest
         self.offline = offline
+        self.signedBy = signedBy
     }
 
     public var manifestSummary: String {
         "\(manifest.entries.count) entries, \(formatBytes(manifest.totalFileBytes))\(offline ? ", offline from cache" : "")"
+            + (signedBy.map { ", signed by key \($0.key.keyID)" } ?? "")
     }
 }
 
@@ -26,6 +30,9 @@ public struct OpenedEnvironment: Sendable {
 public struct EnvironmentResolver {
     public let store: any ObjectStore
     public let cache: ChunkCache
+    /// Which refs are accepted (EnvFormat/TrustPolicy.swift); checked on every ref, fresh or
+    /// cached, before its manifest is read.
+    public var trust = TrustPolicy.none
 
     public init(store: any ObjectStore, cache: ChunkCache) {
         self.store = store
@@ -40,7 +47,8 @@ public struct EnvironmentResolver {
               ref.manifest == manifest else {
             return try resolve(env: env)
         }
-        return OpenedEnvironment(env: env, ref: ref, manifest: try loadManifest(manifest), offline: offline)
+        let key = try trust.admit(ref, env: env, store: store.description, source: "cached refs/\(env) of \(store.description)")
+        return OpenedEnvironment(env: env, ref: ref, manifest: try loadManifest(manifest), offline: offline, signedBy: key)
     }
 
     public func resolve(env: String?) throws -> OpenedEnvironment {
@@ -49,26 +57,34 @@ public struct EnvironmentResolver {
             throw MountError("store \(store.description) does not exist or is not a directory")
         }
         let name = try env ?? onlyEnvironment()
-        var offline = false
-        let ref: Ref
+        let bytes: [UInt8]
+        var source = "refs/\(name) in \(store.description)"
+        var offlineReason: String?
         do {
-            let bytes = try store.get(Ref.objectKey(env: name))
-            ref = try Ref.decode(bytes)
-            try? cache.storeRef(store: store.description, env: name, bytes)
+            bytes = try store.get(Ref.objectKey(env: name))
         } catch let e as StoreError where e.isNotFound {
             let others = (try? store.listEnvironments()) ?? []
             throw MountError("no environment '\(name)' in \(store.description)"
                              + (others.isEmpty ? " (it holds none)" : " (it holds: \(others.joined(separator: ", ")))"))
         } catch let e as StoreError where e.isTransient {
-            guard let cached = cache.loadRef(store: store.description, env: name), let r = try? Ref.decode(cached) else {
+            guard let cached = cache.loadRef(store: store.description, env: name), (try? Ref.decode(cached)) != nil else {
                 throw MountError("\(e); and no cached copy of '\(name)' to mount offline")
             }
-            Console.error("envmount: store unreachable (\(e)); mounting cached revision \(r.revision) of \(name) offline")
-            ref = r
-            offline = true
+            offlineReason = "\(e)"
+            bytes = cached
+            source = "cached refs/\(name) of \(store.description)"
+        }
+        let ref: Ref
+        do { ref = try Ref.decode(bytes) } catch { throw MountError("\(source) is invalid: \(error)") }
+        // Before the ref is cached or its manifest read: an offline mount checks the cached copy the same way.
+        let key = try trust.admit(ref, env: name, store: store.description, source: source)
+        if let why = offlineReason {
+            Console.error("envmount: store unreachable (\(why)); mounting cached revision \(ref.revision) of \(name) offline")
+        } else {
+            try? cache.storeRef(store: store.description, env: name, bytes)
         }
         let manifest = try loadManifest(ref.manifest)
-        return OpenedEnvironment(env: name, ref: ref, manifest: manifest, offline: offline)
+        return OpenedEnvironment(env: name, ref: ref, manifest: manifest, offline: offlineReason != nil, signedBy: key)
     }
 
     public func onlyEnvironment() throws -> String {

@@ -35,7 +35,19 @@ public enum MountDaemon {
         o.cacheDir = Mountpoints.absolute(o.cacheDir ?? ChunkCache.defaultDirectory())
         let cache = try ChunkCache(directory: o.cacheDir!, limit: o.cacheSize)
         let store = try StoreFactory.open(o.store, options: o.storeOptions)
-        let opened = try EnvironmentResolver(store: store, cache: cache).resolve(env: o.env)
+        o.trust = o.trust.resolved()
+        // `--revision N` mounts an older revision on purpose: the rollback check lets it through
+        // (signatures are still required) and does not record it as the newest seen.
+        if o.revision != nil { o.trust.allowOlder = true }
+        var resolver = EnvironmentResolver(store: store, cache: cache)
+        resolver.trust = try o.trust.policy()
+        var opened = try o.revision.map { try resolver.resolve(env: o.env, revision: $0) } ?? resolver.resolve(env: o.env)
+        if let w = o.writable {
+            let layer = try WritableLayer(dir: w)
+            o.writable = layer.dir
+            opened = try layer.pin(opened, storeSpec: o.store, mountpoint: o.mountpoint, resolver: resolver,
+                                   announce: true, explicitRevision: o.revision != nil)
+        }
         o.env = opened.env
         o.logFile = o.logFile.map(Mountpoints.absolute) ?? "\(o.cacheDir!)/logs/\(opened.env).log"
         if let p = o.prefetch {
@@ -44,8 +56,10 @@ public enum MountDaemon {
                 throw MountError("no profile '\(p)' for \(opened.env) revision \(opened.ref.revision) in \(store.description) (record one with `envmount profile save`)")
             }
         }
-        // Refuse a hostile control-socket directory before anything is mounted.
+        // Refuse a hostile control-socket directory, and name a missing FUSE device or
+        // fusermount3, before anything is started.
         try ControlPaths.prepareDirectory()
+        do { try FuseSession.preflight(mountpoint: o.mountpoint) } catch let e as FuseMountError { throw MountError(e.description) }
         if foreground {
             try serve(o, store: store, cache: cache, opened: opened, daemonChild: false)
             return
@@ -61,7 +75,7 @@ public enum MountDaemon {
             if let m = Mountpoints.find(o.mountpoint), m.fsType == "fuse.envmount" {
                 _ = Mountpoints.fusermountUnmount(o.mountpoint, lazy: true)
             }
-            throw MountError(e.description + " (log: \(o.logFile!))")
+            throw MountError(e.timedOut ? e.description + " (its log: \(o.logFile!))" : e.description)
         }
         Console.out("mounted \(opened.env) revision \(opened.ref.revision) at \(o.mountpoint) (\(opened.manifestSummary); pid \(pid), log \(o.logFile!))")
     }
@@ -71,7 +85,9 @@ public enum MountDaemon {
         ProcessControl.ignoreSIGPIPE()
         ProcessControl.newSession()
         let stdin = FileDescriptor(rawValue: 0)
-        let handoff = try JSONDecoder().decode(DaemonHandoff.self, from: Data(try stdin.readAll()))
+        guard !Console.isTerminal(0), let handoff = try? JSONDecoder().decode(DaemonHandoff.self, from: Data(try stdin.readAll())) else {
+            throw MountError("`envmount daemon` is started by `envmount mount`, which gives it the mount's description on stdin; use `envmount mount`")
+        }
         if let null = try? FileDescriptor.open("/dev/null", O_RDONLY) {
             try? null.dup2(to: 0)
             null.close()
@@ -82,13 +98,29 @@ public enum MountDaemon {
         }
         let cache = try ChunkCache(directory: cacheDir, limit: o.cacheSize)
         let store = try StoreFactory.open(o.store, options: o.storeOptions)
-        let opened = try EnvironmentResolver(store: store, cache: cache).resolved(env: env, manifest: manifest, offline: handoff.offline)
+        var resolver = EnvironmentResolver(store: store, cache: cache)
+        resolver.trust = try o.trust.policy()
+        var opened = try o.revision.map { try resolver.resolve(env: env, revision: $0) }
+            ?? resolver.resolved(env: env, manifest: manifest, offline: handoff.offline)
+        if let w = o.writable {
+            opened = try WritableLayer(dir: w).pin(opened, storeSpec: o.store, mountpoint: o.mountpoint, resolver: resolver,
+                                                   announce: false, explicitRevision: o.revision != nil)
+        }
         try serve(o, store: store, cache: cache, opened: opened, daemonChild: true)
     }
 
     /// A mount point must be an existing directory that nothing is mounted on. A stale FUSE
     /// mount (its daemon was killed: "Transport endpoint is not connected") is detached first.
     static func prepareMountpoint(_ mp: String) throws -> String {
+        if let m = Mountpoints.find(mp), let overlay = EnvOverlay.of(m) {
+            // An overlay mount whose daemon is gone: the overlay and the dead FUSE mount under it.
+            let lower = overlay.fuseLower
+            let lowerAlive = Mountpoints.find(lower) != nil && (try? FS.fileSystemType(lower)) != nil
+            if lowerAlive { throw MountError("\(mp) is already a mount point (envmount \(overlay.env)); unmount it first") }
+            Console.error("envmount: \(mp) is a stale envmount mount (its daemon is gone); detaching it")
+            try? FS.lazyUnmount(mp)
+            if Mountpoints.find(lower) != nil { try? FS.lazyUnmount(lower) }
+        }
         if let m = Mountpoints.find(mp) {
             // statfs always reaches the daemon (stat may be answered from the kernel's cache),
             // so ENOTCONN here means the daemon is gone.
@@ -112,10 +144,15 @@ public enum MountDaemon {
 
     /// `-o` options for the kernel mount. `allow_other` (other users may read the tree) only
     /// where fusermount3 permits it: as root, or with `user_allow_other` in /etc/fuse.conf.
+    /// A non-root mount asks for `auto_unmount`: fusermount3 (which mounts for a user) then
+    /// stays as a watchdog and unmounts if the daemon dies, so a killed daemon leaves no stale
+    /// mount that only root could detach.
     static func fuseOptions(_ o: MountOptions, env: String, uid: UInt32 = ProcessControl.userID,
-                            fuseConf: String = "/etc/fuse.conf") -> [String] {
-        var options = ["ro", "default_permissions", "fsname=envmount:\(env)", "subtype=envmount"]
+                            fuseConf: String = "/etc/fuse.conf", hidden: Bool = false) -> [String] {
+        let fsname = (hidden ? WritableLayer.lowerSourcePrefix : WritableLayer.overlaySourcePrefix) + env
+        var options = ["ro", "default_permissions", "fsname=\(fsname)", "subtype=envmount"]
         if uid == 0 || userAllowOther(fuseConf) { options.append("allow_other") }
+        if uid != 0 { options.append("auto_unmount") }
         if o.fuseDebug { options.append("debug") }
         return options
     }
@@ -152,15 +189,39 @@ public enum MountDaemon {
         config.keepCache = o.keepCache
         config.splice = o.splice
         config.zeroMessageOpen = o.zeroMessageOpen
+        // A writable layer, or a materialized tree of this revision (served by the kernel from the
+        // cache), puts an overlay at the mount point; the FUSE mount then sits under it, hidden.
+        let layer = try o.writable.map { try WritableLayer(dir: $0) }
+        let tree = MaterializedTree(cacheDirectory: cache.directory, manifest: manifest, id: opened.ref.manifest)
+        let (native, treeNote) = o.native ? NativeServing.useTree(tree) : (false, nil)
+        let overlaid = layer != nil || native
+        let fuseMountpoint = layer?.lower ?? (overlaid ? EnvOverlay.hiddenLower(for: mp) : mp)
+        if let layer { try layer.prepare() } else if overlaid { try FS.makeDirectories(fuseMountpoint, mode: 0o700) }
         let session: FuseSession
         do {
-            session = try FuseSession(fs: FuseBridge(fs), mountpoint: mp, options: fuseOptions(o, env: opened.env), config: config)
+            session = try FuseSession(fs: FuseBridge(fs), mountpoint: fuseMountpoint,
+                                      options: fuseOptions(o, env: opened.env, hidden: overlaid), config: config)
         } catch let e as FuseMountError {
             pool.stop()
             throw MountError(e.description)
         }
-        let env = opened.env, revision = opened.ref.revision, prefetch = o.prefetch
+        let env = opened.env, revision = opened.ref.revision, prefetch = o.prefetch, wantNative = o.native
+        let overlayFailed = LayerFailure()
+        let materializer = NativeServing.Materializer(tree: tree, fetcher: fetcher, cache: cache)
+        let record = WritableLayer.Record(store: o.store, env: env, manifest: opened.ref.manifest, revision: revision)
         let rc = session.run(onReady: {
+            if overlaid {
+                do {
+                    try EnvOverlay.mount(env: env, at: mp, lowers: (native ? [tree.path] : []) + [fuseMountpoint], layer: layer)
+                    if let layer, (try? layer.readRecord()) == nil { try layer.writeRecord(record) }
+                } catch {
+                    Console.error("envmount: \(error)")
+                    overlayFailed.set()
+                    EnvOverlay.unmount(at: mp)
+                    try? FS.unmount(fuseMountpoint)
+                    return
+                }
+            }
             do { try service.startControlSocket() } catch {
                 Log.error("control socket unavailable (status, warm and profile will not reach this mount): \(error)")
             }
@@ -184,10 +245,19 @@ public enum MountDaemon {
                     Log.error("cannot prefetch profile \(p): \(error)")
                 }
             }
-        })
+            if let treeNote { Log.error(treeNote) }
+            if native {
+                Log.info("serving \(tree.totals.files) files natively from \(tree.path)")
+            } else if wantNative {
+                materializer.start()
+            }
+        }, beforeUnmount: { if overlaid { EnvOverlay.unmount(at: mp) } })
+        materializer.stop()
         service.stopControlSocket()
         pool.stop()
+        if overlaid && layer == nil { try? FS.rmdir(fuseMountpoint.pathBytes) }
         Log.info("unmounted \(mp): \(fetcher.stats.summary); peak RSS \(formatBytes(ProcessControl.peakResidentBytes()))")
+        if overlayFailed.isSet { throw DaemonExit(1) }
         if rc != 0 && rc != -SIGTERM && rc != -SIGINT && rc != -SIGHUP { throw DaemonExit(rc < 0 ? 1 : rc) }
     }
 

@@ -10,6 +10,8 @@ public struct MountOptions: Codable, Sendable, Equatable {
     /// Absolute path of the directory to mount on.
     public var mountpoint: String
     public var env: String?
+    /// A recorded revision to mount on purpose instead of the current one (`--revision`).
+    public var revision: UInt64?
     /// Chunk cache directory (nil: ChunkCache.defaultDirectory()).
     public var cacheDir: String?
     /// Most bytes of cached chunks (nil: no limit).
@@ -17,6 +19,8 @@ public struct MountOptions: Codable, Sendable, Equatable {
     /// Daemon log file (nil: CACHE_DIR/logs/ENV.log).
     public var logFile: String?
     public var storeOptions = StoreOptions()
+    /// Which environments are accepted: trusted keys, rollback state, --max-age.
+    public var trust = TrustOptions()
     /// Kernel read-ahead and largest FUSE read, KiB.
     public var readAheadKB = 1024
     /// Seconds the kernel caches names and attributes.
@@ -33,6 +37,11 @@ public struct MountOptions: Codable, Sendable, Equatable {
     public var prefetch: String?
     /// libfuse's per-request debug output.
     public var fuseDebug = false
+    /// A local writable layer's directory (overlayfs upper and work directories; root only).
+    public var writable: String?
+    /// Serve a materialized tree of the revision when the cache holds one, and build one once
+    /// every chunk is cached.
+    public var native = true
 
     /// Longest `--timeout` taken: a day. Larger values only hide a hung store.
     public static let maxRequestTimeout: Double = 86400
@@ -52,6 +61,7 @@ public struct MountOptions: Codable, Sendable, Equatable {
         guard kernelCacheTimeout.isFinite, kernelCacheTimeout >= 0, kernelCacheTimeout <= 365 * 86400 else {
             throw MountError("--kernel-cache-timeout must be 0...\(365 * 86400) seconds, not \(kernelCacheTimeout)")
         }
+        try trust.validate()
         if let c = cacheSize, c == 0 { throw MountError("--cache-size must be more than 0") }
         guard (1...256).contains(fetchThreads) else { throw MountError("--fetch-threads must be 1...256") }
         guard (0...256).contains(streamReadAhead ?? 0) else { throw MountError("--stream-read-ahead must be 0...256") }

@@ -16,6 +16,7 @@ final class MountService: Sendable {
     let store: any ObjectStore
     let cache: ChunkCache
     let offline: Bool
+    let signedBy: String?
     let fs: EnvFilesystem
     let fetcher: ChunkFetcher
     let pool: FetchPool
@@ -30,6 +31,7 @@ final class MountService: Sendable {
         self.ref = opened.ref
         self.manifest = opened.manifest
         self.offline = opened.offline
+        self.signedBy = opened.signedBy?.key.keyID
         self.store = store
         self.cache = cache
         self.fs = fs
@@ -95,7 +97,8 @@ final class MountService: Sendable {
             cacheHits: s.hits.load(ordering: .relaxed), joinedFetches: s.joined.load(ordering: .relaxed),
             fetchErrors: s.errors.load(ordering: .relaxed), corruptChunks: s.corrupt.load(ordering: .relaxed),
             readAheadQueued: pool.queuedReadAhead, recordedChunks: recorder.chunks.count,
-            rssBytes: ProcessControl.residentBytes(), jobs: pool.jobs.map(Self.info), lastError: fetcher.lastError)
+            rssBytes: ProcessControl.residentBytes(), jobs: pool.jobs.map(Self.info), lastError: fetcher.lastError,
+            signedBy: signedBy)
     }
 
     /// Chunks of the files at `paths` (relative to the root; a directory means everything under

@@ -8,6 +8,8 @@ public enum Mountpoints {
         public var mountpoint: String
         public var fsType: String
         public var source: String
+        /// The file system's own options (for overlayfs: lowerdir, upperdir, workdir).
+        public var superOptions: String = ""
     }
 
     public static func all() -> [Entry] {
@@ -18,12 +20,19 @@ public enum Mountpoints {
             guard halves.count == 2 else { continue }
             let left = halves[0].split(separator: " "), right = halves[1].split(separator: " ")
             guard left.count >= 5, right.count >= 2 else { continue }
-            out.append(Entry(mountpoint: unescape(String(left[4])), fsType: String(right[0]), source: unescape(String(right[1]))))
+            out.append(Entry(mountpoint: unescape(String(left[4])), fsType: String(right[0]), source: unescape(String(right[1])),
+                             superOptions: right.count > 2 ? unescape(String(right[2])) : ""))
         }
         return out
     }
 
     public static func find(_ path: String) -> Entry? { all().last { $0.mountpoint == path } }
+
+    /// A mount point users address: an envmount FUSE mount, or the overlay of a writable or
+    /// native one (not the FUSE mount hidden under it).
+    public static func isEnvmountMount(_ e: Entry) -> Bool {
+        (e.fsType == "fuse.envmount" && !e.source.hasPrefix(WritableLayer.lowerSourcePrefix)) || EnvOverlay.of(e) != nil
+    }
 
     /// mountinfo writes space, tab, newline and backslash as \ooo.
     public static func unescape(_ s: String) -> String {

@@ -5,8 +5,10 @@
 //   chunk + upload  Publisher+Upload: one thread reads and cuts the stream; a pool of workers
 //                   hashes, compresses and uploads the chunks the store lacks
 //   manifest        the chunk table (one record per distinct chunk), spans renumbered to it
-//   commit          Publisher+Commit: manifest, then the ref (`encodeRef` is where a signer
-//                   hooks in)
+//   commit          Publisher+Commit: manifest, then a revision record claims the next number
+//                   and the ref moves to it by compare-and-swap (RevisionLog; `encodeRef` is
+//                   where a signer hooks in)
+//   profiles        Publisher+Profiles: the previous revision's profiles carried to the new one
 import Glibc
 import SysKit
 import EnvFormat
@@ -19,9 +21,13 @@ public struct PublishOptions: Sendable {
     public var chunking = ChunkingParams.default
     /// Chunks hashed, compressed and uploaded at once.
     public var workers = 8
-    /// Turns a ref into the bytes written to `refs/<env>`; nil writes `Ref.encode()` as it is.
-    /// A signer appends its lines here.
+    /// Signs the ref (`--sign KEYFILE`); nil publishes an unsigned ref.
+    public var signer: RefSigner?
+    /// Turns a ref into the bytes written to `refs/<env>`; nil writes `Ref.encode()` as it is
+    /// (a signed ref's encoding includes its signature lines).
     public var encodeRef: (@Sendable (Ref) throws -> [UInt8])?
+    /// rsync-style exclude patterns (see ExcludeRules).
+    public var excludes: [String] = []
     public init(env: String) { self.env = env }
 }
 
@@ -45,7 +51,13 @@ public struct PublishResult: Sendable {
     public var bytesUploaded: UInt64 = 0
     public var chunksReused = 0
     public var manifestBytes = 0
+    public var excludedFiles = 0
+    public var excludedBytes: UInt64 = 0
+    /// The revision record written (nil when the tree was unchanged).
+    public var record: RevisionRecord?
     public var seconds = 0.0
+    /// Profiles of the previous revision carried to this one (Publisher+Profiles).
+    public var carriedProfiles: [CarriedProfile] = []
 }
 
 public final class Publisher: Sendable {
@@ -68,10 +80,24 @@ public final class Publisher: Sendable {
         let sourcePath = try checkedSource(source)
         let walker = try walk(sourcePath)
         let known = try storeState()
-        let uploaded = try chunkAndUpload(walker, known: known)
+        var uploaded = try chunkAndUpload(walker, known: known)
         let (encoded, table) = try buildManifest(walker, uploaded, sourcePath: sourcePath)
+        try putManifest(encoded)
+        if try gcRan(since: known.gcCompleted) {
+            // A gc ran while this publish did: it may have deleted chunks this publish reused.
+            // Upload again whatever is gone (the chunking is deterministic, so ids are the same).
+            let now = try storeState()
+            if !Set(table.map(\.id)).isSubset(of: now.present) {
+                warn("envpublish: a gc ran during this publish and removed chunks it reuses; uploading them again")
+                let again = try chunkAndUpload(walker, known: now)
+                uploaded.chunksUploaded += again.chunksUploaded
+                uploaded.bytesUploaded += again.bytesUploaded
+                do { try store.sync() } catch { throw PublishError.store("\(error)") }
+            }
+        }
 
-        var result = PublishResult(ref: Ref(manifest: ChunkID.of(encoded), revision: 1, publishedAt: ProcessControl.wallClockSeconds()),
+        let publishedAt = ProcessControl.wallClockSeconds()
+        var result = PublishResult(ref: Ref(manifest: ChunkID.of(encoded), revision: 1, publishedAt: publishedAt),
                                    unchanged: false)
         result.directories = walker.counts.directories
         result.files = walker.counts.files
@@ -84,8 +110,13 @@ public final class Publisher: Sendable {
         result.bytesUploaded = uploaded.bytesUploaded
         result.chunksReused = table.count - uploaded.chunksUploaded
         result.manifestBytes = encoded.count
+        result.excludedFiles = walker.excluded.files
+        result.excludedBytes = walker.excluded.bytes
 
-        try commit(manifest: encoded, previous: known.previous, result: &result)
+        let template = recordTemplate(manifest: result.ref.manifest, publishedAt: publishedAt, sourcePath: sourcePath,
+                                      walker: walker, table: table, uploaded: uploaded)
+        try commit(manifest: encoded, table: table, previous: known.previous, template: template, result: &result)
+        carryProfiles(previous: known.previous, manifest: encoded, result: &result)
         result.seconds = Double(ProcessControl.monotonicNs() - start) / 1e9
         return result
     }
@@ -102,27 +133,40 @@ public final class Publisher: Sendable {
 
     /// Stage 1: every entry of the tree into a ManifestBuilder, regular files listed in path order.
     func walk(_ sourcePath: String) throws -> TreeWalker {
-        var walker = TreeWalker(skipSpecial: options.skipSpecial, warn: warn)
+        var walker = TreeWalker(skipSpecial: options.skipSpecial, excludes: try ExcludeRules(patterns: options.excludes), warn: warn)
         try walker.walk(root: sourcePath.pathBytes)
         if let d = store as? DirectoryStore { try d.createIfMissing() }
         return walker
     }
 
-    /// What the store already has: the current ref, its chunk listing, and stored sizes from the
-    /// previous manifest (so reused chunks keep their compressed size in the new table).
+    /// What the store already has: the current ref, its chunk listing, and the chunks' stored
+    /// sizes (from the listing, or else the previous manifest), so reused chunks keep their
+    /// compressed size in the new table.
     struct StoreState {
         var previous: Ref?
         var present: Set<ChunkID> = []
         var storedSize: [ChunkID: UInt32] = [:]
+        /// `gc/completed` before the chunk listing (nil: none yet).
+        var gcCompleted: [UInt8]?
     }
 
     func storeState() throws -> StoreState {
         var state = StoreState()
+        state.gcCompleted = try? store.get(GCMarker.completed)
         do { state.previous = try Ref.decode(try store.get(Ref.objectKey(env: options.env))) } catch let e as StoreError where e.isNotFound {
             state.previous = nil
         }
-        for h in try store.listChunkIDs() { if let id = ChunkID(hex: h) { state.present.insert(id) } }
-        if let p = state.previous, let m = try? Manifest.decode(try store.get(Ref.manifestKey(p.manifest))) {
+        if let c = store as? any ConsistentStore {
+            // One listing gives both: which chunks exist, and their compressed sizes.
+            for o in try c.listDetailed(prefix: "chunks/") {
+                guard let id = ChunkID(hex: String(o.key.split(separator: "/").last ?? "")) else { continue }
+                state.present.insert(id)
+                if o.size > 0 && o.size <= UInt64(UInt32.max) { state.storedSize[id] = UInt32(o.size) }
+            }
+        } else {
+            for h in try store.listChunkIDs() { if let id = ChunkID(hex: h) { state.present.insert(id) } }
+        }
+        if let p = state.previous, state.storedSize.isEmpty, let m = try? Manifest.decode(try store.get(Ref.manifestKey(p.manifest))) {
             for c in m.chunks where c.storedSize > 0 { state.storedSize[c.id] = c.storedSize }
         }
         return state

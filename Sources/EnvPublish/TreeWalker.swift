@@ -13,7 +13,10 @@ struct TreeWalker {
     var builder = ManifestBuilder()
     var files: [FileToRead] = []
     var counts = (directories: 0, files: 0, symlinks: 0, hardlinks: 0, skipped: 0)
+    /// Regular files left out by the exclude rules, and their bytes.
+    var excluded = (files: 0, bytes: UInt64(0))
     let skipSpecial: Bool
+    let excludes: ExcludeRules
     let warn: (String) -> Void
     private var inodes: [HardlinkKey: Int] = [:]
 
@@ -22,8 +25,9 @@ struct TreeWalker {
         var inode: UInt64
     }
 
-    init(skipSpecial: Bool, warn: @escaping (String) -> Void) {
+    init(skipSpecial: Bool, excludes: ExcludeRules = ExcludeRules(), warn: @escaping (String) -> Void) {
         self.skipSpecial = skipSpecial
+        self.excludes = excludes
         self.warn = warn
     }
 
@@ -32,7 +36,7 @@ struct TreeWalker {
         do { st = try FS.stat(root) } catch { throw PublishError.unreadable(path: root.pathString, reason: "\(error)") }
         guard st.kind == .directory else { throw PublishError.notADirectory(root.pathString) }
         let r = builder.add(node(parent: 0, name: [], st, kind: .directory))
-        try walkDirectory(root, index: r)
+        try walkDirectory(root, relative: [], index: r)
     }
 
     private func node(parent: Int, name: PathBytes, _ st: FileStat, kind: Manifest.Kind) -> ManifestBuilder.Node {
@@ -40,7 +44,7 @@ struct TreeWalker {
                              mtimeNs: st.mtimeNs, size: kind == .directory ? 0 : st.size)
     }
 
-    private mutating func walkDirectory(_ path: PathBytes, index: Int) throws {
+    private mutating func walkDirectory(_ path: PathBytes, relative: [UInt8], index: Int) throws {
         counts.directories += 1
         var names: [PathBytes]
         do { names = try FS.listDirectory(path) } catch {
@@ -51,10 +55,15 @@ struct TreeWalker {
             let child = path.appendingComponent(name)
             let st: FileStat
             do { st = try FS.lstat(child) } catch { throw PublishError.unreadable(path: child.pathString, reason: "\(error)") }
+            let rel = relative.isEmpty ? name : relative + [UInt8(ascii: "/")] + name
+            if !excludes.isEmpty && excludes.excludes(rel, isDirectory: st.kind == .directory) {
+                countExcluded(child, st)
+                continue
+            }
             switch st.kind {
             case .directory:
                 let i = builder.add(node(parent: index, name: name, st, kind: .directory))
-                try walkDirectory(child, index: i)
+                try walkDirectory(child, relative: rel, index: i)
             case .symlink:
                 var n = node(parent: index, name: name, st, kind: .symlink)
                 do { n.symlinkTarget = try FS.readlink(child) } catch {
@@ -89,6 +98,22 @@ struct TreeWalker {
                 warn("warning: skipping \(child.pathString) (\(kind))")
                 counts.skipped += 1
             }
+        }
+    }
+
+    /// Counts what an exclude rule left out: a file, or everything below a directory.
+    private mutating func countExcluded(_ path: PathBytes, _ st: FileStat) {
+        switch st.kind {
+        case .regular:
+            excluded.files += 1
+            excluded.bytes += st.size
+        case .directory:
+            for name in (try? FS.listDirectory(path)) ?? [] {
+                let child = path.appendingComponent(name)
+                if let cst = try? FS.lstat(child) { countExcluded(child, cst) }
+            }
+        default:
+            break
         }
     }
 }

@@ -1,15 +1,19 @@
+import Glibc
 import Synchronization
 
 /// An in-memory store for unit tests, with counters and fault switches.
 public final class MemoryStore: ObjectStore {
     struct State {
         var objects: [String: [UInt8]] = [:]
+        /// Unix seconds of each object's last put (`listDetailed`); tests may age objects.
+        var modified: [String: Int64] = [:]
+        var versions: [String: Int] = [:]
         var gets = 0
         var failNextPuts = 0
         var unavailable = false
     }
 
-    private let state = Mutex(State())
+    let state = Mutex(State())
     public let description = "memory://"
     public var isWritable: Bool { true }
 
@@ -42,6 +46,8 @@ public final class MemoryStore: ObjectStore {
                 throw StoreError.failed(key: key, store: description, detail: "injected put failure")
             }
             s.objects[key] = bytes
+            s.modified[key] = Int64(time(nil))
+            s.versions[key, default: 0] += 1
         }
     }
 

@@ -88,8 +88,9 @@ public final class S3Store: ObjectStore {
 
     /// One signed request; `objectKey` is the full key in the bucket (prefix included) or nil for
     /// the bucket itself.
-    private func send(_ method: HTTPMethod, objectKey: String?, query: [(String, String)] = [],
-                      body: [UInt8]? = nil, rawSlash: Bool, timeLeft: Double) throws(CurlError) -> CurlResponse {
+    func send(_ method: HTTPMethod, objectKey: String?, query: [(String, String)] = [],
+              body: [UInt8]? = nil, rawSlash: Bool, timeLeft: Double,
+              extraHeaders: [(String, String)] = []) throws(CurlError) -> CurlResponse {
         var path = basePath
         if let k = objectKey { path += "/" + Remote.percentEncode(k, keepSlash: true) }
         if path.isEmpty { path = "/" }
@@ -97,10 +98,12 @@ public final class S3Store: ObjectStore {
         let url = scheme + "://" + host + path + (q.isEmpty ? "" : "?" + q)
         var headers: [(String, String)] = []
         if method == .put { headers.append(("Content-Type", "application/octet-stream")) }
+        headers += extraHeaders
         let payloadHash = body.map { Hex.encode(SHA256.hash($0)) } ?? SigV4Signer.emptyPayloadHash
         var request = CurlRequest(method: method, url: url, body: body, timeout: timeLeft)
         if let c = config.credentials {
-            let signer: Signing = signing != .auto ? signing : (query.isEmpty ? .curl : .swift)
+            // Conditional and batch requests carry headers of their own: signed here, in Swift.
+            let signer: Signing = signing != .auto ? signing : (query.isEmpty && extraHeaders.isEmpty ? .curl : .swift)
             switch signer {
             case .swift, .auto:
                 let signer = SigV4Signer(accessKey: c.accessKeyID, secretKey: c.secretAccessKey,
@@ -120,7 +123,7 @@ public final class S3Store: ObjectStore {
     }
 
     /// Maps a response to an attempt result, reading S3's XML error code.
-    private func judge(_ r: CurlResponse, key: String) -> AttemptResult<CurlResponse> {
+    func judge(_ r: CurlResponse, key: String) -> AttemptResult<CurlResponse> {
         if (200...299).contains(r.status) { return .success(r) }
         let code = Self.xmlValue("Code", in: r.body)
         let message = Self.xmlValue("Message", in: r.body)
@@ -147,7 +150,7 @@ public final class S3Store: ObjectStore {
         }
     }
 
-    private func call(_ method: HTTPMethod, key: String, objectKey: String?, query: [(String, String)] = [],
+    func call(_ method: HTTPMethod, key: String, objectKey: String?, query: [(String, String)] = [],
                       body: [UInt8]? = nil) throws(StoreError) -> CurlResponse {
         let slashInQuery = query.contains { $0.1.contains("/") }
         return try retry.run(key: key, bases: [config.endpoint]) { _, left in

@@ -120,7 +120,7 @@ public final class FuseSession {
 
     /// The causes that can be named before trying: no FUSE device, no access to it, and no
     /// fusermount3 for a non-root user (root mounts with mount(2) directly).
-    static func preflight(mountpoint: String, device: String = "/dev/fuse", uid: UInt32 = getuid()) throws {
+    public static func preflight(mountpoint: String, device: String = "/dev/fuse", uid: UInt32 = getuid()) throws {
         let st: FileStat
         do { st = try FS.stat(device) } catch {
             throw FuseMountError(.deviceMissing, "\(device) is missing: run the container with --device \(device), or load the module on the host (modprobe fuse)")
@@ -128,10 +128,12 @@ public final class FuseSession {
         guard st.kind == .charDevice else {
             throw FuseMountError(.deviceMissing, "\(device) is not the FUSE device: run the container with --device \(device), or load the module on the host (modprobe fuse)")
         }
+        // fusermount3 opens the device with the user's own file-system uid, so a non-root user
+        // needs read-write access to it as well (mode 0666 is the usual one).
         do { try FileDescriptor.open(device, O_RDWR | O_CLOEXEC).close() } catch let e as SystemError {
             switch e.errno {
             case EACCES, EPERM:
-                throw FuseMountError(.permissionDenied, "permission denied opening \(device): give this user read-write access to it, or mount as root")
+                throw FuseMountError(.permissionDenied, "permission denied opening \(device) (mode \(String(st.mode, radix: 8))): mount as root, or give users read-write access to it (chmod 0666 \(device), the usual mode)")
             case ENODEV, ENXIO:
                 throw FuseMountError(.deviceMissing, "the FUSE kernel module is not loaded: modprobe fuse (in a container: on the host)")
             default:
@@ -165,25 +167,29 @@ public final class FuseSession {
         return FuseMountError(.refused, "the kernel refused the FUSE mount at \(mountpoint): \(said)")
     }
 
-    /// Runs `body` with file descriptor 2 redirected into a pipe, and returns what was written
-    /// there (libfuse and the fusermount3 it starts report mount errors on stderr). The output
-    /// is a few lines, far below a pipe's 64 KiB, so the writer cannot block.
+    /// Runs `body` with file descriptor 2 redirected into an unlinked temporary file, and
+    /// returns what was written there (libfuse and the fusermount3 it starts report mount
+    /// errors on stderr). A file, not a pipe: fusermount3 with auto_unmount stays running with
+    /// this descriptor, and a pipe would block the reader or give the helper SIGPIPE later.
     static func capturingStderr(_ body: () -> Int32) -> (Int32, String) {
-        let pipe = Pipe()
+        let path = "/tmp/envmount-fuse-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        guard let file = try? FileDescriptor.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode: 0o600) else { return (body(), "") }
+        try? FS.unlink(path)
+        defer { file.close() }
         let saved = dup(2)
         guard saved >= 0 else { return (body(), "") }
-        dup2(pipe.fileHandleForWriting.fileDescriptor, 2)
+        dup2(file.rawValue, 2)
         let rc = body()
         dup2(saved, 2)
         close(saved)
-        try? pipe.fileHandleForWriting.close()
-        let said = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        return (rc, said)
+        let said = (try? file.read(count: 1 << 16, offset: 0)) ?? []
+        return (rc, String(decoding: said, as: UTF8.self))
     }
 
     /// Serves requests on up to `maxThreads` threads until unmounted or SIGTERM/SIGINT/SIGHUP.
-    /// `onReady` runs once the mount answers a statfs.
-    public func run(onReady: @escaping @Sendable () -> Void) -> Int32 {
+    /// `onReady` runs once the mount answers a statfs; `beforeUnmount` runs after the loop ends,
+    /// before the FUSE mount is taken down (to unmount what was mounted on top of it first).
+    public func run(onReady: @escaping @Sendable () -> Void, beforeUnmount: () -> Void = {}) -> Int32 {
         let mp = mountpoint
         let readAhead = context.takeUnretainedValue().config.readAheadKB
         let loopDone = LoopFlag()
@@ -209,6 +215,7 @@ public final class FuseSession {
         let rc = fuse_session_loop_mt(session, cfg)
         loopDone.done.store(true, ordering: .relaxed)
         fuse_loop_cfg_destroy(cfg)
+        beforeUnmount()
         fuse_session_unmount(session)
         mounted = false
         return rc

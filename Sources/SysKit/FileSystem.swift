@@ -11,6 +11,8 @@ public struct FileStat: Sendable, Equatable {
     public var size: UInt64
     public var mtimeNs: Int64
     public var atimeNs: Int64
+    /// Status change time: moves on every write, chmod, chown and link, and cannot be set back.
+    public var ctimeNs: Int64
     public var device: UInt64
     public var inode: UInt64
     public var links: UInt64
@@ -33,6 +35,7 @@ public struct FileStat: Sendable, Equatable {
         size = UInt64(st.st_size)
         mtimeNs = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
         atimeNs = Int64(st.st_atim.tv_sec) * 1_000_000_000 + Int64(st.st_atim.tv_nsec)
+        ctimeNs = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
         device = UInt64(st.st_dev)
         inode = UInt64(st.st_ino)
         links = UInt64(st.st_nlink)
@@ -186,6 +189,17 @@ public enum FS {
     /// Detaches a mount now (`umount2(MNT_DETACH)`); used on stale FUSE mounts.
     public static func lazyUnmount(_ path: String) throws {
         _ = try valueOrErrno("umount2", path) { envmount_umount_lazy(path) }
+    }
+
+    /// Unmounts now (`umount2(path, 0)`): EBUSY while files are open there.
+    public static func unmount(_ path: String) throws {
+        _ = try valueOrErrno("umount2", path) { envmount_umount(path) }
+    }
+
+    /// `mount(2)`: `source` on `target` as a file system of `type` with the option string `options`,
+    /// nosuid and nodev (like a FUSE mount).
+    public static func mount(source: String, target: String, type: String, options: String) throws {
+        _ = try valueOrErrno("mount", target) { envmount_mount(source, target, type, options) }
     }
 
     public static func realpath(_ path: String) throws -> String {

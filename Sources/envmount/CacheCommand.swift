@@ -126,8 +126,10 @@ extension CacheCommand {
 
         func run() throws {
             let c = try cache.open()
+            let t = CachedTrees.clear(cache.path)
             let r = c.clear(includeMetadata: all)
             Console.out("removed \(r.entries) chunks (\(formatBytes(r.bytes)))\(all ? " and the cached manifests and refs" : "")")
+            if t.removed + t.kept > 0 { Console.out("removed \(t.removed) materialized trees" + (t.kept > 0 ? "; kept \(t.kept) that mounts serve" : "")) }
         }
     }
 
@@ -158,7 +160,9 @@ extension CacheCommand {
             }
             Console.out("checked \(r.checked) chunks (\(formatBytes(r.bytes))): \(r.good) good, \(r.bad) bad (removed)"
                 + (r.vanished > 0 ? ", \(r.vanished) removed meanwhile by a mount" : ""))
-            if r.bad > 0 { throw ExitCode(1) }
+            let t = CachedTrees.verify(cache.path)
+            if t.checked > 0 { Console.out("checked \(t.checked) materialized trees: \(t.bad) damaged") }
+            if r.bad > 0 || t.bad > 0 { throw ExitCode(1) }
         }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import EnvFormat
 
 @main
 struct EnvmountCommand: ParsableCommand {
@@ -14,5 +15,7 @@ struct EnvmountCommand: ParsableCommand {
               /opt/venv/bin/python -c 'import torch'
               envmount unmount /opt/venv
             """,
-        subcommands: [Mount.self, Unmount.self, Warm.self, Status.self, ProfileCommand.self, CacheCommand.self, Daemon.self])
+        version: "envmount " + ProductVersion.line,
+        subcommands: [Mount.self, Unmount.self, Reset.self, Warm.self, Status.self, ProfileCommand.self, CacheCommand.self, Daemon.self,
+                      ListCommand.self, DiffCommand.self, FreezeCommand.self])
 }

@@ -22,6 +22,9 @@ struct Mount: ParsableCommand {
     @Option(help: "Environment to mount (may be left out when the store holds one).")
     var env: String?
 
+    @Option(help: "Mount this recorded revision instead of the current one, on purpose (see `envmount ls`).")
+    var revision: UInt64?
+
     @Option(help: "Chunk cache directory, shared by all mounts (default: ~/.cache/envmount, /var/cache/envmount for root).")
     var cacheDir: String?
 
@@ -35,6 +38,8 @@ struct Mount: ParsableCommand {
     var logFile: String?
 
     @OptionGroup var storeArguments: StoreArguments
+
+    @OptionGroup(title: "Trust") var trustArguments: TrustArguments
 
     @Option(help: "Kernel read-ahead and largest FUSE read in KiB (4...16384).")
     var readAheadKb: Int = 1024
@@ -66,16 +71,24 @@ struct Mount: ParsableCommand {
     @Flag(help: "Log every FUSE request (libfuse's debug output; with --foreground).")
     var fuseDebug = false
 
+    @Option(help: ArgumentHelp("Put a local writable layer in DIR over the environment (overlayfs; root only): pip install and uninstall work, the published environment stays read-only underneath. The layer persists across remounts with the same DIR and keeps the revision it was made over; `envmount reset` discards it.", valueName: "DIR"))
+    var writable: String?
+
+    @Flag(help: "Serve every file through FUSE even when this revision is materialized in the cache, and do not materialize it (for measurements).")
+    var noNative = false
+
     /// The flags as one MountOptions; every mount option is a field there.
     func options() throws -> MountOptions {
         var o = MountOptions(store: store, mountpoint: mountpoint)
         o.env = env
+        o.revision = revision
         o.cacheDir = cacheDir
         o.cacheSize = try cacheSize.map { s in
             do { return try ByteSize.parse(s) } catch { throw MountError("--cache-size: \(error)") }
         }
         o.logFile = logFile
         o.storeOptions = storeArguments.options
+        o.trust = trustArguments.options
         o.readAheadKB = readAheadKb
         o.kernelCacheTimeout = kernelCacheTimeout
         o.keepCache = !noKeepCache
@@ -86,6 +99,8 @@ struct Mount: ParsableCommand {
         o.streamReadAhead = streamReadAhead
         o.prefetch = prefetch
         o.fuseDebug = fuseDebug
+        o.writable = writable.map(Mountpoints.absolute)
+        o.native = !noNative
         return o
     }
 

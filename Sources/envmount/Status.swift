@@ -15,7 +15,7 @@ struct Status: ParsableCommand {
 
     func run() throws {
         let mps = mountpoint.map { [Mountpoints.absolute($0)] }
-            ?? Mountpoints.all().filter { $0.fsType == "fuse.envmount" }.map(\.mountpoint)
+            ?? Mountpoints.all().filter(Mountpoints.isEnvmountMount).map(\.mountpoint)
         if mps.isEmpty {
             if json { Console.out("[]") } else { Console.out("no envmount mounts") }
             return
@@ -24,7 +24,12 @@ struct Status: ParsableCommand {
         var failed = false
         for mp in mps {
             do {
-                infos.append(try ControlClient.status(mp))
+                var s = try ControlClient.status(mp)
+                let overlay = Mountpoints.find(mp).flatMap(EnvOverlay.of)
+                s.writableLayer = overlay?.layer?.dir
+                s.nativeTree = overlay?.nativeTree
+                s.materialized = FS.exists("\(s.cacheDir)/v1/trees/\(s.manifest).seal")
+                infos.append(s)
             } catch {
                 Console.error("envmount: \(error)")
                 failed = true
@@ -42,7 +47,8 @@ struct Status: ParsableCommand {
 
     static func describe(_ s: StatusInfo) -> String {
         var lines = [
-            "\(s.mountpoint): \(s.env) revision \(s.revision) (manifest \(s.manifest.prefix(16)))\(s.offline ? ", OFFLINE" : "")",
+            "\(s.mountpoint): \(s.env) revision \(s.revision) (manifest \(s.manifest.prefix(16)))\(s.offline ? ", OFFLINE" : "")"
+                + (s.signedBy.map { ", signed by key \($0)" } ?? ""),
             "  store     \(s.store)",
             "  tree      \(s.entries) entries, \(formatBytes(s.totalBytes)) in \(s.chunks) chunks",
             "  cache     \(s.cacheDir)" + (s.cacheBytes.map { ", \(formatBytes($0)) used" } ?? "")
@@ -51,6 +57,16 @@ struct Status: ParsableCommand {
             "  errors    \(s.fetchErrors) fetch errors, \(s.corruptChunks) corrupt chunks refused" + (s.lastError.map { "; last: \($0)" } ?? ""),
             "  daemon    pid \(s.pid), RSS \(formatBytes(s.rssBytes)), \(s.recordedChunks) chunks read (recorded for profiles), \(s.readAheadQueued) read-ahead queued",
         ]
+        if let t = s.nativeTree {
+            lines.insert("  native    every file served by the kernel from \(t) (all \(formatBytes(s.totalBytes)); the daemon serves none)", at: 2)
+        } else {
+            lines.insert("  native    none: files are served through FUSE" + (s.materialized == true
+                ? " (this revision is now materialized: the next mount serves it natively)"
+                : " (materialized once every chunk is cached, e.g. after `envmount warm --all`)"), at: 2)
+        }
+        if let w = s.writableLayer {
+            lines.insert("  writable  \(w) (changes in \(w)/upper; `envmount reset \(s.mountpoint)` discards them)", at: 2)
+        }
         for j in s.jobs {
             lines.append("  warm      \(j.label): \(j.doneChunks)/\(j.chunks) chunks, \(formatBytes(j.doneBytes))/\(formatBytes(j.bytes))"
                          + (j.finished ? ", done in \(String(format2: j.seconds)) s" : ", running") + (j.failedChunks > 0 ? ", \(j.failedChunks) failed" : ""))

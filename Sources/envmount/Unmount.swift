@@ -19,6 +19,19 @@ struct Unmount: ParsableCommand {
             Console.error("envmount: \(mp) is not mounted")
             throw ExitCode.failure
         }
+        if let overlay = EnvOverlay.of(entry) {
+            // A writable or native mount: the overlay first, then the FUSE mount under it (its daemon exits).
+            do { try lazy ? FS.lazyUnmount(mp) : FS.unmount(mp) } catch let e as SystemError where e.errno == EBUSY {
+                Console.error("envmount: cannot unmount \(mp): files are open there; close them or use --lazy")
+                throw ExitCode.failure
+            }
+            let lower = overlay.fuseLower
+            if Mountpoints.find(lower) != nil, let err = Mountpoints.fusermountUnmount(lower, lazy: lazy) {
+                Console.error("envmount: unmounted the overlay at \(mp), but not the environment under it at \(lower): \(err)")
+                throw ExitCode.failure
+            }
+            return
+        }
         guard entry.fsType.hasPrefix("fuse") else {
             Console.error("envmount: \(mp) is a \(entry.fsType) mount, not an envmount one")
             throw ExitCode.failure

@@ -1,5 +1,6 @@
 import ArgumentParser
 import EnvDaemon
+import EnvPython
 import Foundation
 import SysKit
 
@@ -7,13 +8,19 @@ struct Warm: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fetch the hot part of a mounted environment in parallel, ahead of use.",
         discussion: """
-            PACKAGE names are Python distributions as pip spells them (case and -/_ do not matter): \
-            their files are found through the venv's *.dist-info (RECORD, top_level.txt). \
+            PACKAGE names are Python distributions as pip spells them (case and -/_ do not matter). \
+            A distribution's files are the ones its *.dist-info/RECORD lists, and every top-level \
+            directory it owns is fetched whole, with the bytecode Python wrote after install \
+            (numpy/ with its __pycache__, numpy.libs/). In a directory that several distributions \
+            share, such as site-packages/nvidia/, only this one's part is fetched (nvidia/cublas/). \
+            --deps adds the installed requirements from its METADATA (Requires-Dist whose \
+            environment markers apply; extras are not followed), recursively. \
             --profile fetches the chunks a recorded run read, in the order it read them; --all \
             fetches everything, after which the mount works without the store.
 
             Examples:
               envmount warm /opt/venv torch numpy
+              envmount warm /opt/venv torch --deps
               envmount warm /opt/venv --profile import-torch
               envmount warm /opt/venv --all --background
             """)
@@ -23,6 +30,9 @@ struct Warm: ParsableCommand {
 
     @Argument(help: "Distributions to fetch.")
     var packages: [String] = []
+
+    @Flag(help: "Also fetch the installed requirements of the named distributions, recursively.")
+    var deps = false
 
     @Flag(help: "Fetch the whole environment (offline-ready when done).")
     var all = false
@@ -36,6 +46,7 @@ struct Warm: ParsableCommand {
     func validate() throws {
         let modes = (packages.isEmpty ? 0 : 1) + (all ? 1 : 0) + (profile == nil ? 0 : 1)
         if modes != 1 { throw ValidationError("name packages, or --all, or --profile NAME (one of them)") }
+        if deps && packages.isEmpty { throw ValidationError("--deps goes with package names") }
     }
 
     func run() throws {
@@ -58,8 +69,21 @@ struct Warm: ParsableCommand {
                     }
                     chosen.append(d)
                 }
+                if deps {
+                    let env = MarkerEnvironment(pythonVersion: resolver.pythonVersion() ?? "3")
+                    let closure = resolver.withDependencies(chosen, in: env, installed: dists)
+                    let added = closure.dists.dropFirst(chosen.count).map(\.name)
+                    Console.out("dependencies: " + (added.isEmpty ? "none installed" : added.joined(separator: ", "))
+                                + (closure.notInstalled.isEmpty ? "" : " (required but not installed: \(closure.notInstalled.joined(separator: ", ")))"))
+                    chosen = closure.dists
+                }
                 for d in chosen {
-                    jobs += try ControlClient.jobs(mp, .warm(paths: resolver.files(of: d), label: d.name)).jobs
+                    let plan = resolver.plan(for: d)
+                    let r = try ControlClient.jobs(mp, .warm(paths: plan.paths, label: d.name))
+                    jobs += r.jobs
+                    if r.missing > 0 {
+                        Console.error("\(d.name): \(r.missing) of the files its RECORD lists are not in the environment")
+                    }
                 }
             }
             if background {

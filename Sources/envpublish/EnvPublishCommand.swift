@@ -1,4 +1,5 @@
 import ArgumentParser
+import EnvFormat
 
 /// `envpublish SOURCE STORE` publishes (the default subcommand); the other subcommands manage
 /// what a store holds.
@@ -11,6 +12,7 @@ struct EnvPublishCommand: ParsableCommand {
             `envpublish SOURCE STORE [options]` publishes SOURCE as the next revision of an \
             environment (the `publish` subcommand; see `envpublish publish --help`).
             """,
-        subcommands: [PublishCommand.self],
+        version: "envpublish " + ProductVersion.line,
+        subcommands: [PublishCommand.self, KeygenCommand.self, RollbackCommand.self, GCCommand.self],
         defaultSubcommand: PublishCommand.self)
 }

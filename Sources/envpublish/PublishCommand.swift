@@ -33,6 +33,15 @@ struct PublishCommand: ParsableCommand {
     @Flag(help: "Leave out FIFOs, sockets and device nodes with a warning instead of failing.")
     var skipSpecial = false
 
+    @Option(name: .customLong("exclude"), help: ArgumentHelp("Leave out paths matching PATTERN, rsync's rules (repeatable): `__pycache__`, `*.pyc`, `.pytest_cache/` (directories only), `/share/doc` (anchored at the top), `a/b` (the end of a path), `**` across directories.", valueName: "PATTERN"))
+    var excludes: [String] = []
+
+    @Option(help: ArgumentHelp("Read exclude patterns from FILE, one a line (`#` and `;` start comments, a `- ` prefix is allowed).", valueName: "FILE"))
+    var excludeFrom: [String] = []
+
+    @Option(help: "Price of a GB-month for the cost line (default: Cloudflare R2's $0.015; S3 Standard is $0.023).")
+    var pricePerGb: Double = StoreCost.defaultPricePerGB
+
     @Option(help: "zstd level for chunks (1-19). Chunks are compressed one by one, so level 4 is needed to stay within 4 % of one `zstd -3` stream of the tree (measured: 3 → +4.8 %, 4 → +4.0 %, 5 → +0.0 % but 20 % slower).")
     var level: Int32 = 4
 
@@ -45,12 +54,19 @@ struct PublishCommand: ParsableCommand {
     @Option(help: "S3 region (R2: auto); default AWS_REGION or the profile's.")
     var region: String?
 
+    @Option(name: .customLong("sign"), help: ArgumentHelp(
+        "Sign the ref with this Ed25519 private key (PEM, from `envpublish keygen` or `openssl genpkey -algorithm ed25519`).",
+        discussion: "Mounts given the matching public key (`envmount mount --trust KEY.pub`, or /etc/envmount/trusted.d/) accept only refs it signed.",
+        valueName: "KEYFILE"))
+    var signKey: String?
+
     @Flag(name: .shortAndLong, help: "Print only errors and the final ref.")
     var quiet = false
 
     func validate() throws {
         guard (1...19).contains(level) else { throw ValidationError("--level must be between 1 and 19") }
         guard jobs >= 1 && jobs <= 256 else { throw ValidationError("--jobs must be between 1 and 256") }
+        guard pricePerGb.isFinite && pricePerGb >= 0 else { throw ValidationError("--price-per-gb must be a number >= 0") }
     }
 
     func run() throws {
@@ -63,9 +79,19 @@ struct PublishCommand: ParsableCommand {
         options.skipSpecial = skipSpecial
         options.compressionLevel = level
         options.workers = jobs
+        options.excludes = excludes
         let tty = Console.isTerminal(2)
         let quiet = self.quiet
         do {
+            for file in excludeFrom {
+                let bytes: [UInt8]
+                do { bytes = try FS.readFile(file) } catch { throw PublishError.unreadable(path: file, reason: "\(error)") }
+                options.excludes += try ExcludeRules.patterns(fromFile: bytes, path: file)
+            }
+            options.signer = try signKey.map { try RefSigner(keyFile: $0) }
+            if let k = signKey, let st = try? FS.stat(k), st.mode & 0o077 != 0 {
+                Console.error("envpublish: warning: signing key \(k) can be read by others (mode \(String(st.mode & 0o777, radix: 8))); chmod 600 it")
+            }
             let s = try StoreFactory.open(store, options: storeOptions)
             let publisher = Publisher(store: s, options: options, progress: { p in
                 guard !quiet else { return }
@@ -78,15 +104,24 @@ struct PublishCommand: ParsableCommand {
             if !quiet {
                 Console.out("""
                     \(r.files) files (\(formatBytes(r.fileBytes))), \(r.directories) directories, \(r.symlinks) symlinks, \
-                    \(r.hardlinks) hardlinks\(r.skipped > 0 ? ", \(r.skipped) special files skipped" : "")
+                    \(r.hardlinks) hardlinks\(r.skipped > 0 ? ", \(r.skipped) special files skipped" : "")\
+                    \(options.excludes.isEmpty ? "" : "; excluded \(r.excludedFiles) files (\(formatBytes(r.excludedBytes)))")
                     \(r.chunks) chunks: \(r.chunksUploaded) uploaded (\(formatBytes(r.bytesUploaded)) compressed), \
                     \(r.chunksReused) already in the store; manifest \(formatBytes(UInt64(r.manifestBytes)))
                     """)
             }
+            let signed = r.ref.signature.map { ", signed by key \($0.keyID)" } ?? ""
             if r.unchanged {
-                Console.out("\(name): unchanged, still revision \(r.ref.revision) (manifest \(r.ref.manifest.hex.prefix(16))) in \(String(format2: r.seconds)) s")
+                Console.out("\(name): unchanged, still revision \(r.ref.revision) (manifest \(r.ref.manifest.hex.prefix(16))\(signed)) in \(String(format2: r.seconds)) s")
             } else {
-                Console.out("\(name): revision \(r.ref.revision), manifest \(r.ref.manifest.hex.prefix(16)), published to \(store) in \(String(format2: r.seconds)) s")
+                Console.out("\(name): revision \(r.ref.revision), manifest \(r.ref.manifest.hex.prefix(16))\(signed), published to \(store) in \(String(format2: r.seconds)) s")
+            }
+            for c in r.carriedProfiles {
+                let dropped = c.filesDropped > 0 ? "; \(c.filesDropped) files it covered are gone" : ""
+                Console.out("carried profile \(c.name) (\(c.chunks) chunks, \(formatBytes(c.rawBytes))) from revision \(c.fromRevision)\(dropped)")
+            }
+            if !quiet, let cost = try? StoreCost.measure(s) {
+                Console.out(cost.summary(pricePerGB: pricePerGb))
             }
         } catch {
             if tty { Console.write(2, "\r\u{1b}[K") }

@@ -26,6 +26,11 @@ final class MountOptionsTests: XCTestCase {
         o.streamReadAhead = 9
         o.prefetch = "import-torch"
         o.fuseDebug = true
+        o.trust.keys = ["/keys/a.pub", "/keys/b.pub"]
+        o.trust.configDir = "/etc/envmount-test"
+        o.trust.stateDir = "/var/tmp/state"
+        o.trust.maxAge = 3600
+        o.trust.allowOlder = true
         return o
     }
 
@@ -36,6 +41,7 @@ final class MountOptionsTests: XCTestCase {
         let back = try JSONDecoder().decode(DaemonHandoff.self, from: try JSONEncoder().encode(h))
         XCTAssertEqual(back, h)
         XCTAssertEqual(back.options.storeOptions.mirrors, ["http://a", "http://b"])
+        XCTAssertEqual(back.options.trust, o.trust)
     }
 
     func testTimeoutMustBeFinitePositiveAndBounded() {
@@ -67,6 +73,7 @@ final class MountOptionsTests: XCTestCase {
         refused({ $0.kernelCacheTimeout = .nan }, "--kernel-cache-timeout")
         refused({ $0.env = "../etc" }, "environment name")
         refused({ $0.prefetch = "a/b" }, "profile name")
+        refused({ $0.trust.maxAge = 0 }, "--max-age")
         XCTAssertNoThrow(try everythingSet().validate())
     }
 
@@ -82,5 +89,7 @@ final class MountOptionsTests: XCTestCase {
         try writeFile(conf, Array("mount_max = 10\n  user_allow_other \n".utf8))
         XCTAssertTrue(MountDaemon.fuseOptions(o, env: "e", uid: 1000, fuseConf: conf).contains("allow_other"))
         XCTAssertEqual(Array(MountDaemon.fuseOptions(o, env: "e", uid: 0, fuseConf: conf).prefix(2)), ["ro", "default_permissions"])
+        XCTAssertTrue(MountDaemon.fuseOptions(o, env: "e", uid: 1000, fuseConf: conf).contains("auto_unmount"))
+        XCTAssertFalse(MountDaemon.fuseOptions(o, env: "e", uid: 0, fuseConf: conf).contains("auto_unmount"))
     }
 }

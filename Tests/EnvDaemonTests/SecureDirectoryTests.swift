@@ -39,3 +39,12 @@ final class SecureDirectoryTests: XCTestCase {
         XCTAssertThrowsError(try SecureDirectory.check(dir.path + "/file"))
     }
 }
+
+final class ControlPathsTests: XCTestCase {
+    func testSocketDirectoryPerUser() {
+        XCTAssertEqual(ControlPaths.directory(uid: 0, runtimeDir: "/run/user/0"), "/run/envmount")
+        XCTAssertEqual(ControlPaths.directory(uid: 1000, runtimeDir: "/run/user/1000"), "/run/user/1000/envmount")
+        XCTAssertEqual(ControlPaths.directory(uid: 1000, runtimeDir: nil), "/tmp/envmount-1000")
+        XCTAssertEqual(ControlPaths.directory(uid: 1000, runtimeDir: "relative"), "/tmp/envmount-1000")
+    }
+}

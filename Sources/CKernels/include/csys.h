@@ -17,4 +17,12 @@ int envmount_statvfs_avail(const char *path, uint64_t *bytes);
 int envmount_syncfs(int fd);
 /// umount2(path, MNT_DETACH): lazy unmount, for a stale FUSE mount left by a killed daemon.
 int envmount_umount_lazy(const char *path);
+/// mount(2) with MS_NOSUID | MS_NODEV (as FUSE mounts have): `source` on `target` as `fstype` with option string `data`.
+int envmount_mount(const char *source, const char *target, const char *fstype, const char *data);
+/// umount2(path, 0): unmount now, EBUSY while files are open.
+int envmount_umount(const char *path);
+/// lsetxattr(2): sets an extended attribute without following a symlink.
+int envmount_lsetxattr(const char *path, const char *name, const void *value, unsigned long size);
+/// flock(fd, LOCK_EX): an exclusive lock on the open file (Swift sees `flock` as the struct).
+int envmount_flock_exclusive(int fd);
 #endif

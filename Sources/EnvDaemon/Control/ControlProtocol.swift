@@ -69,6 +69,14 @@ public struct StatusInfo: Codable, Sendable, Equatable {
     public var rssBytes: UInt64
     public var jobs: [JobInfo]
     public var lastError: String?
+    /// The id of the trusted key that signed the ref, when the mount required a signature.
+    public var signedBy: String? = nil
+    /// The writable layer's directory (filled in by `envmount status` from mountinfo).
+    public var writableLayer: String? = nil
+    /// The materialized tree the kernel serves the files from (filled in by `envmount status`).
+    public var nativeTree: String? = nil
+    /// Whether this revision is materialized in the cache (for the next mount, if not this one).
+    public var materialized: Bool? = nil
 }
 
 /// One request or reply as the line sent on the socket.
@@ -89,9 +97,13 @@ public enum ControlPaths {
     /// login manager makes), else `/tmp/envmount-UID`, which `prepareDirectory` refuses if
     /// another user made it first.
     public static func directory() -> String {
-        if ProcessControl.userID == 0 { return "/run/envmount" }
-        if let x = ProcessControl.environment("XDG_RUNTIME_DIR"), x.hasPrefix("/") { return x + "/envmount" }
-        return "/tmp/envmount-\(ProcessControl.userID)"
+        directory(uid: ProcessControl.userID, runtimeDir: ProcessControl.environment("XDG_RUNTIME_DIR"))
+    }
+
+    static func directory(uid: UInt32, runtimeDir: String?) -> String {
+        if uid == 0 { return "/run/envmount" }
+        if let x = runtimeDir, x.hasPrefix("/") { return x + "/envmount" }
+        return "/tmp/envmount-\(uid)"
     }
 
     public static func socket(for mountpoint: String) -> String {

@@ -37,7 +37,7 @@ public enum SecureDirectory {
             throw InsecureDirectoryError(path: path, reason: "it is owned by uid \(st.uid), not by uid \(me) who runs envmount")
         }
         guard st.mode & 0o022 == 0 else {
-            throw InsecureDirectoryError(path: path, reason: "it is writable by \(st.mode & 0o020 != 0 ? "its group" : "other users") (mode \(String(st.mode, radix: 8)))")
+            throw InsecureDirectoryError(path: path, reason: "it is writable by \(st.mode & 0o002 != 0 ? "other users" : "its group") (mode \(String(st.mode, radix: 8)))")
         }
     }
 }

@@ -1,0 +1,336 @@
+// A revision's files kept whole in the cache as plain files, so the kernel serves them without
+// the daemon: the mount puts this tree as an overlayfs lower layer above the FUSE mount.
+//
+// Layout under CACHE/v1:
+//   trees/<manifest hex>/   the complete tree; every directory is marked opaque for overlayfs
+//                           (`trusted.overlay.opaque`), so lookups never fall through to FUSE
+//   trees/<manifest hex>.seal  per regular file: its ctime after materialization, a digest of
+//                           its bytes, and its key, SHA-256 of its path, mode, owner, mtime and
+//                           size: a file of a later revision with the same key whose bytes the
+//                           chunks confirm is hardlinked from the older tree, so it is stored once.
+//                           Written before the tree is renamed into place
+//   tmp/<pid>.tree.<n>/     a tree being built (removed once its writer is dead)
+//
+// Guarantees: bytes come only from verified chunks (read through the ChunkFetcher); the tree
+// appears whole or not at all (built aside, then renamed); a file changed on disk afterwards
+// moves its ctime, which cannot be set back, so `check` finds it before a mount serves the
+// tree, and then compares the file's digest: a link into a newer tree also moves the ctime, a
+// matching digest re-seals the file, a different one drops the tree. Trees live in the cache
+// directory (0700), and count as cache use.
+import EnvFormat
+import Foundation
+import Glibc
+import Synchronization
+import SysKit
+
+public struct MaterializedTree: Sendable {
+    public let manifest: Manifest
+    public let id: ChunkID
+    let root: String
+
+    public var path: String { "\(root)/trees/\(id.hex)" }
+    var sealPath: String { path + ".seal" }
+
+    public init(cacheDirectory: String, manifest: Manifest, id: ChunkID) {
+        self.root = cacheDirectory + "/v1"
+        self.manifest = manifest
+        self.id = id
+    }
+
+    public enum State: Equatable, Sendable {
+        case ready
+        case absent
+        case damaged(String)
+    }
+
+    struct SealEntry {
+        var entry: Int
+        var ctimeNs: Int64
+        var digest: String
+        var key: String
+    }
+
+    /// Reads `count` bytes at `offset` of a chunk into a buffer (the fetcher's verified read).
+    public typealias ChunkReader = (_ chunk: UInt32, _ offset: UInt32, _ count: Int, _ into: inout [UInt8]) throws -> Void
+
+    /// Files and bytes of regular files in the tree.
+    public var totals: (files: Int, bytes: UInt64) {
+        var n = 0
+        var b: UInt64 = 0
+        for (i, e) in manifest.entries.enumerated() where e.kind == .regular && e.owner == UInt32(i) {
+            n += 1
+            b += e.size
+        }
+        return (n, b)
+    }
+
+    // MARK: building
+
+    /// Builds the tree from verified chunks, aside, then renames it into place. Returns the
+    /// number of files written and the number shared with trees already in the cache.
+    @discardableResult
+    public func materialize(read: ChunkReader) throws -> (written: Int, shared: Int) {
+        if FS.exists(path) && FS.exists(sealPath) { return (0, 0) }
+        for d in ["trees", "tmp"] { try FS.makeDirectories("\(root)/\(d)", mode: 0o700) }
+        removeAbandoned()
+        let tmp = "\(root)/tmp/\(getpid()).tree.\(UInt32.random(in: 0...UInt32.max))"
+        do {
+            let r = try build(into: tmp, read: read)
+            try? FS.removeTree(path)
+            try FS.rename(tmp, path)
+            return r
+        } catch {
+            try? FS.removeTree(tmp)
+            throw error
+        }
+    }
+
+    /// Trees left in tmp/ by materializers that died (`<pid>.tree.<n>`).
+    private func removeAbandoned() {
+        for name in (try? FS.listDirectory("\(root)/tmp")) ?? [] {
+            let parts = name.split(separator: ".")
+            guard parts.count == 3, parts[1] == "tree", let pid = Int32(parts[0]),
+                  pid != getpid(), !ProcessControl.isAlive(pid) else { continue }
+            try? FS.removeTree("\(root)/tmp/\(name)")
+        }
+    }
+
+    private func build(into tmp: String, read: ChunkReader) throws -> (written: Int, shared: Int) {
+        let m = manifest
+        var paths = [PathBytes](repeating: [], count: m.entries.count)
+        paths[0] = tmp.pathBytes
+        try FS.mkdir(paths[0], mode: 0o700)
+        var written = 0, shared = 0
+        var seal: [SealEntry] = []
+        let others = otherTrees()
+        var links: [Int] = []
+        for i in m.entries.indices {
+            let e = m.entries[i]
+            if i > 0 { paths[i] = paths[Int(e.parent)] + [UInt8(ascii: "/")] + Array(m.name(i)) }
+            switch e.kind {
+            case .directory:
+                if i > 0 { try FS.mkdir(paths[i], mode: 0o700) }
+            case .symlink:
+                try FS.symlink(target: m.symlinkTarget(i), at: paths[i])
+                try FS.lchown(paths[i], uid: e.uid, gid: e.gid)
+                try FS.setMtime(paths[i], ns: e.mtimeNs)
+            case .regular:
+                if e.owner != UInt32(i) { links.append(i); continue }
+                let k = key(i)
+                let digest: String
+                // A file an older tree holds at the same path with the same attributes is linked,
+                // but only if its bytes are what this revision's chunks say.
+                if let other = others.first(where: { $0.keys.contains(k) }).map({ $0.dir.pathBytes + [UInt8(ascii: "/")] + m.path(i) }),
+                   let st = try? FS.lstat(other), st.kind == .regular, st.size == e.size, st.mtimeNs == e.mtimeNs,
+                   let have = try? Self.digest(ofFile: other), have == (try contentDigest(i, read: read)) {
+                    try FS.link(other, paths[i])
+                    digest = have
+                    shared += 1
+                } else {
+                    digest = try writeFile(i, to: paths[i], read: read)
+                    written += 1
+                }
+                seal.append(SealEntry(entry: i, ctimeNs: 0, digest: digest, key: k))
+            }
+        }
+        for i in links { try FS.link(paths[Int(m.entries[i].owner)], paths[i]) }
+        // Directories last, deepest first: modes that forbid writing, owners, the opaque mark,
+        // and mtimes that nothing inside will move again.
+        for i in m.entries.indices.reversed() where m.entries[i].kind == .directory {
+            let e = m.entries[i]
+            try FS.setxattr(paths[i], name: "trusted.overlay.opaque", value: Array("y".utf8))
+            try FS.lchown(paths[i], uid: e.uid, gid: e.gid)
+            try FS.chmod(paths[i], e.mode)
+            try FS.setMtime(paths[i], ns: e.mtimeNs)
+        }
+        for k in seal.indices { seal[k].ctimeNs = try FS.lstat(paths[seal[k].entry]).ctimeNs }
+        try writeSeal(seal)
+        return (written, shared)
+    }
+
+    /// Writes regular file `i` from its chunks at `dest` (inside the tree being built).
+    private func writeFile(_ i: Int, to dest: PathBytes, read: ChunkReader) throws -> String {
+        let e = manifest.entries[i]
+        let fd = try FileDescriptor.open(dest, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+        let digest: String
+        do {
+            digest = try contentDigest(i, read: read) { bytes, offset in try fd.pwriteAll(bytes, at: offset) }
+            try fd.truncate(e.size)
+            fd.close()
+        } catch {
+            fd.close()
+            throw error
+        }
+        try FS.lchown(dest, uid: e.uid, gid: e.gid)
+        try FS.chmod(dest, e.mode)
+        try FS.setMtime(dest, ns: e.mtimeNs)
+        return digest
+    }
+
+    /// The other trees in the cache and the keys of their files, to share unchanged files.
+    private func otherTrees() -> [(dir: String, keys: Set<String>)] {
+        var out: [(String, Set<String>)] = []
+        for name in (try? FS.listDirectory("\(root)/trees")) ?? [] where name.hasSuffix(".seal") && name != "\(id.hex).seal" {
+            guard let b = try? FS.readFile("\(root)/trees/\(name)") else { continue }
+            var keys = Set<String>()
+            for l in String(decoding: b, as: UTF8.self).split(separator: "\n").dropFirst() {
+                if let k = l.split(separator: " ").last, k.utf8.count == 64 { keys.insert(String(k)) }
+            }
+            out.append(("\(root)/trees/\(name.dropLast(".seal".count))", keys))
+        }
+        return out
+    }
+
+    /// The digest of regular file `i` computed from its verified chunks; `sink` receives each
+    /// data span's bytes and file offset (holes are skipped, and read back as zeros).
+    func contentDigest(_ i: Int, read: ChunkReader, sink: (([UInt8], UInt64) throws -> Void)? = nil) throws -> String {
+        var blockHashes: [UInt8] = []
+        var offset: UInt64 = 0
+        var buf: [UInt8] = []
+        var pending: [UInt8] = []
+        pending.reserveCapacity(Self.block)
+        for s in manifest.fileSpans(i) {
+            let span = manifest.spans[s]
+            let n = Int(span.length)
+            let zeros = span.chunk == Manifest.Span.zeros
+            if !zeros {
+                if buf.count != n { buf = [UInt8](repeating: 0, count: n) }
+                try read(span.chunk, span.offset, n, &buf)
+                try sink?(buf, offset)
+            }
+            var left = n, at = 0
+            while left > 0 {
+                // Whole blocks of a hole hash alike: no need to build them (a sparse 5 GiB file).
+                if zeros && pending.isEmpty && left >= Self.block {
+                    let whole = left / Self.block
+                    for _ in 0..<whole { blockHashes += Self.zeroBlockHash }
+                    left -= whole * Self.block
+                    continue
+                }
+                let take = min(left, Self.block - pending.count)
+                if zeros { pending.append(contentsOf: repeatElement(0, count: take)) } else { pending.append(contentsOf: buf[at..<at + take]) }
+                at += take
+                left -= take
+                if pending.count == Self.block {
+                    blockHashes += SHA256.hash(pending)
+                    pending.removeAll(keepingCapacity: true)
+                }
+            }
+            offset += UInt64(n)
+        }
+        if !pending.isEmpty { blockHashes += SHA256.hash(pending) }
+        return ChunkID.of(blockHashes).hex
+    }
+
+    static let block = 1 << 20
+    static let zeroBlockHash = SHA256.hash([UInt8](repeating: 0, count: block))
+
+    /// SHA-256 over the SHA-256 of each 1 MiB block of the file.
+    static func digest(ofFile path: String) throws -> String { try digest(ofFile: path.pathBytes) }
+
+    static func digest(ofFile path: PathBytes) throws -> String {
+        let fd = try FileDescriptor.open(path, O_RDONLY)
+        defer { fd.close() }
+        var hashes: [UInt8] = []
+        var off: UInt64 = 0
+        while true {
+            let b = try fd.read(count: block, offset: off)
+            if b.isEmpty { break }
+            hashes += SHA256.hash(b)
+            off += UInt64(b.count)
+            if b.count < block { break }
+        }
+        return ChunkID.of(hashes).hex
+    }
+
+    /// What makes regular file `i` a candidate to share with another revision: its path and
+    /// attributes (a hardlink shares attributes). Not its spans: an insertion elsewhere moves
+    /// chunk boundaries without changing the file; its bytes are compared before it is shared.
+    func key(_ i: Int) -> String {
+        let e = manifest.entries[i]
+        var b = manifest.path(i)
+        b.append(0)
+        for v in [UInt64(e.mode), UInt64(e.uid), UInt64(e.gid), UInt64(bitPattern: e.mtimeNs), e.size] {
+            withUnsafeBytes(of: v.littleEndian) { b.append(contentsOf: $0) }
+        }
+        return ChunkID.of(b).hex
+    }
+
+    // MARK: the seal
+
+    private func writeSeal(_ seal: [SealEntry]) throws {
+        var s = "envmount-tree 1 \(id.hex)\n"
+        s.reserveCapacity(seal.count * 100)
+        for e in seal { s += "\(e.entry) \(e.ctimeNs) \(e.digest) \(e.key)\n" }
+        try FS.writeFileAtomically(sealPath, Array(s.utf8))
+    }
+
+    private func readSeal() -> [SealEntry]? {
+        guard let bytes = try? FS.readFile(sealPath) else { return nil }
+        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
+        guard lines.first == "envmount-tree 1 \(id.hex)" else { return nil }
+        var out: [SealEntry] = []
+        out.reserveCapacity(lines.count)
+        for l in lines.dropFirst() {
+            let p = l.split(separator: " ")
+            guard p.count == 4, let i = Int(p[0]), let c = Int64(p[1]), i >= 0, i < manifest.entries.count else { return nil }
+            out.append(SealEntry(entry: i, ctimeNs: c, digest: String(p[2]), key: String(p[3])))
+        }
+        return out
+    }
+
+    // MARK: checking
+
+    /// Whether the tree can be served: it exists with its seal, and every regular file has the
+    /// size, mtime and ctime it was sealed with. A file whose ctime moved is hashed: the same
+    /// digest re-seals it (a newer tree linked it), another one makes the tree `.damaged`.
+    /// `rehashAll` hashes every file (for `envmount cache verify`).
+    public func check(rehashAll: Bool = false) -> State {
+        guard FS.exists(path), var seal = readSeal() else { return .absent }
+        let m = manifest
+        let results = StatResults(count: seal.count)
+        let sealed = seal
+        // stat in parallel: on a cold page cache the inode reads then overlap.
+        let stride = 256
+        DispatchQueue.concurrentPerform(iterations: (sealed.count + stride - 1) / stride) { part in
+            for k in part * stride..<min(sealed.count, (part + 1) * stride) {
+                let i = sealed[k].entry
+                let p = path.pathBytes + [UInt8(ascii: "/")] + m.path(i)
+                guard let st = try? FS.lstat(p), st.kind == .regular, st.size == m.entries[i].size,
+                      st.mtimeNs == m.entries[i].mtimeNs else { results.set(k, .missing); continue }
+                results.set(k, st.ctimeNs == sealed[k].ctimeNs && !rehashAll ? .same : .moved(st.ctimeNs))
+            }
+        }
+        var resealed = false
+        for k in seal.indices {
+            let p = path.pathBytes + [UInt8(ascii: "/")] + m.path(seal[k].entry)
+            switch results.get(k) {
+            case .same: continue
+            case .missing: return .damaged("\(p.pathString) is missing or has the wrong size or mtime")
+            case let .moved(ctime):
+                guard (try? Self.digest(ofFile: p)) == seal[k].digest else { return .damaged("\(p.pathString) does not hold the bytes it was written with") }
+                if seal[k].ctimeNs != ctime {
+                    seal[k].ctimeNs = ctime
+                    resealed = true
+                }
+            }
+        }
+        if resealed { try? writeSeal(seal) }
+        return .ready
+    }
+
+    /// Removes the tree and its seal (a file another tree shares stays there).
+    public func remove() {
+        try? FS.unlink(sealPath)
+        try? FS.removeTree(path)
+    }
+}
+
+/// Per-file outcomes of a parallel stat pass.
+final class StatResults: Sendable {
+    enum Outcome: Sendable { case same, missing, moved(Int64) }
+    private let slots: Mutex<[Outcome]>
+    init(count: Int) { slots = Mutex(Array(repeating: .missing, count: count)) }
+    func set(_ k: Int, _ o: Outcome) { slots.withLock { $0[k] = o } }
+    func get(_ k: Int) -> Outcome { slots.withLock { $0[k] } }
+}

@@ -1,0 +1,71 @@
+import EnvCache
+import EnvFS
+import EnvFormat
+import EnvStore
+import Foundation
+import Glibc
+import SysKit
+import TestSupport
+import XCTest
+
+/// Trees built from a published source (the awkward cases: sparse, hardlinks, odd names,
+/// setuid), shared between revisions, and checked against damage.
+final class MaterializedTreeTests: XCTestCase {
+    func materialize(_ m: Mounted, cacheDir: String) throws -> (MaterializedTree, (written: Int, shared: Int)) {
+        let tree = MaterializedTree(cacheDirectory: cacheDir, manifest: m.manifest, id: ChunkID.of(try m.store.get(
+            Ref.manifestKey(try Ref.decode(try m.store.get(Ref.objectKey(env: "test"))).manifest))))
+        let fetcher = m.fs.fetcher
+        let r = try tree.materialize { chunk, offset, count, buf in try fetcher.read(chunk, offset: offset, count: count, into: &buf, at: 0) }
+        return (tree, r)
+    }
+
+    func testATreeHoldsTheSourceAndALaterRevisionSharesItsUnchangedFiles() throws {
+        let source = try TempDir("source"), trees = try TempDir("trees")
+        defer { source.remove(); trees.remove() }
+        try SourceTree.make(at: source.bytes)
+        let store = MemoryStore()
+        let first = try Mounted(source: source.path, store: store)
+        let (tree1, r1) = try materialize(first, cacheDir: trees.path)
+        XCTAssertEqual(r1.shared, 0)
+        XCTAssertGreaterThan(r1.written, 10)
+        XCTAssertEqual(tree1.check(), .ready)
+        for rel in try SourceTree.walk(source.bytes) {
+            let a = try FS.lstat(source.bytes.appendingComponent(rel)), b = try FS.lstat(tree1.path.pathBytes.appendingComponent(rel))
+            XCTAssertEqual(a.kind, b.kind, rel.pathString)
+            XCTAssertEqual(a.mode, b.mode, rel.pathString)
+            XCTAssertEqual(a.mtimeNs, b.mtimeNs, rel.pathString)
+            XCTAssertEqual(a.size, b.size, rel.pathString)
+            if a.kind == .regular {
+                XCTAssertEqual(a.links, b.links, rel.pathString)
+                XCTAssertEqual(try FileDescriptor.open(source.bytes.appendingComponent(rel), O_RDONLY).readAll(),
+                               try FileDescriptor.open(tree1.path.pathBytes.appendingComponent(rel), O_RDONLY).readAll(), rel.pathString)
+            }
+        }
+
+        // Revision 2 changes one file: every other file is linked from revision 1's tree.
+        let changed = source.bytes.appendingComponent(Array("changed.py".utf8))
+        try Disk.write(changed, Array("print('v2')\n".utf8))
+        let second = try Mounted(source: source.path, store: store)
+        let (tree2, r2) = try materialize(second, cacheDir: trees.path)
+        XCTAssertEqual(r2.written, 1, "only the new file is written")
+        XCTAssertEqual(r2.shared, r1.written)
+        XCTAssertEqual(tree2.check(), .ready)
+        // Linking moved the ctimes of tree 1's files: its check re-hashes them, and they pass.
+        XCTAssertEqual(tree1.check(), .ready)
+        XCTAssertEqual(tree1.check(), .ready)
+
+        // A byte changed in a shared file damages both trees; neither is served.
+        var victim: PathBytes = []
+        for rel in try SourceTree.walk(source.bytes) where rel != Array("changed.py".utf8) {
+            let st = try FS.lstat(source.bytes.appendingComponent(rel))
+            if st.kind == .regular && st.size > 10 && st.size < 1 << 20 { victim = rel; break }
+        }
+        let fd = try FileDescriptor.open(tree2.path.pathBytes.appendingComponent(victim), O_WRONLY)
+        try fd.pwriteAll([0x5a], at: 3)
+        fd.close()
+        guard case .damaged = tree2.check() else { return XCTFail("damage not found in tree 2") }
+        guard case .damaged = tree1.check() else { return XCTFail("damage not found in tree 1") }
+        tree2.remove()
+        XCTAssertEqual(tree2.check(), .absent)
+    }
+}

@@ -1,0 +1,154 @@
+import EnvFormat
+import Foundation
+import Glibc
+import SysKit
+import TestSupport
+import XCTest
+
+/// Materialized trees: a revision whose chunks are all cached is written whole into the cache
+/// and the next mount serves it through an overlay, without the daemon.
+final class NativeServingTests: XCTestCase {
+    var h: Harness!
+
+    override func setUpWithError() throws {
+        try Harness.requireFuse()
+        h = try Harness(String(name.split(separator: " ").last?.prefix { $0.isLetter } ?? "t"))
+    }
+
+    override func tearDown() {
+        if let h {
+            for m in TestMounts.overlays(under: h.dir) { try? FS.lazyUnmount(m) }
+            h.cleanUp()
+        }
+    }
+
+    func status(_ mnt: String) throws -> [String: Any] {
+        let r = try h.run("envmount", ["status", mnt, "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let arr = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]]
+        return arr?.first ?? [:]
+    }
+
+    /// Mounts, warms everything and waits until the daemon says the revision is materialized.
+    func warmAndMaterialize(_ store: String, _ mnt: String, _ cache: String, _ extra: [String] = []) throws {
+        try h.mount(store, mnt, cache: cache, extra)
+        let w = try h.run("envmount", ["warm", mnt, "--all"])
+        XCTAssertEqual(w.status, 0, w.stderr)
+        let end = Date().addingTimeInterval(120)
+        while Date() < end, (try status(mnt)["materialized"] as? Bool) != true { usleep(200_000) }
+        let logs = ((try? FS.listDirectory(cache + "/logs")) ?? []).map { String(decoding: (try? FS.readFile(cache + "/logs/" + $0)) ?? [], as: UTF8.self) }
+        XCTAssertEqual(try status(mnt)["materialized"] as? Bool, true, "not materialized within 120 s: \(logs.joined())")
+        XCTAssertEqual(try h.unmount(mnt).status, 0)
+    }
+
+    func testAWarmedRevisionIsServedNativelyAndMatchesTheSourceEntryByEntry() throws {
+        let src = h.dir + "/src/tree", store = h.dir + "/store", mnt = h.dir + "/mnt", cache = h.dir + "/cache"
+        try TreeFixture.build(src, manyFiles: false, venv: true)
+        XCTAssertEqual(try h.publish(src, store, ["--env", "tree"]).status, 0)
+        try warmAndMaterialize(store, mnt, cache)
+
+        let pid = try h.mount(store, mnt, cache: cache)
+        let s = try status(mnt)
+        XCTAssertNotNil(s["nativeTree"] as? String, "the second mount is not native: \(s)")
+        // Every entry (modes, owners, mtimes, setuid, hardlinks, symlinks, odd names, the sparse file's size).
+        XCTAssertGreaterThan(try TreeFixture.assertSame(source: src, mount: mnt), 20)
+        let py = try h.run(mnt + "/venv/bin/python", ["-c", "import envmount_probe; print(envmount_probe.VALUE[:8])"])
+        XCTAssertEqual(py.status, 0, py.stderr)
+        // The daemon served none of it: no chunk was opened or fetched.
+        let after = try status(mnt)
+        XCTAssertEqual(after["cacheHits"] as? Int, 0, "\(after)")
+        XCTAssertEqual(after["requests"] as? Int, 0)
+        // Read-only like the FUSE mount, and setuid bits are not honoured (nosuid).
+        XCTAssertThrowsError(try FileDescriptor.open(mnt + "/new-file", O_WRONLY | O_CREAT)) { e in
+            XCTAssertEqual((e as? SystemError)?.errno, EROFS)
+        }
+        XCTAssertTrue(TestMounts.options(of: mnt).contains("nosuid"))
+        XCTAssertEqual(try h.unmount(mnt).status, 0)
+        XCTAssertFalse(Harness.isMounted(mnt))
+        XCTAssertTrue(Harness.waitForExit(pid), "daemon still running after unmount")
+
+        // `cache clear` removes unmounted trees: the next mount is served through FUSE again.
+        XCTAssertEqual(try h.run("envmount", ["cache", "clear", "--cache-dir", cache]).status, 0)
+        try h.mount(store, mnt, cache: cache, ["--no-native"])
+        XCTAssertNil(try status(mnt)["nativeTree"] as? String)
+        XCTAssertEqual(try h.unmount(mnt).status, 0)
+    }
+
+    func testADamagedMaterializedFileIsNeverServed() throws {
+        let src = h.dir + "/src", store = h.dir + "/store", mnt = h.dir + "/mnt", cache = h.dir + "/cache"
+        try FS.makeDirectories(src + "/pkg")
+        let good = Array(repeating: Array("import os\n".utf8), count: 3000).flatMap { $0 }
+        try writeFile((src + "/pkg/mod.py").pathBytes, good)
+        try writeFile((src + "/pkg/other.py").pathBytes, Array("x = 1\n".utf8))
+        XCTAssertEqual(try h.publish(src, store, ["--env", "d"]).status, 0)
+        try warmAndMaterialize(store, mnt, cache)
+
+        // Damage the materialized copy the way a stray write would, then put its mtime back.
+        let tree = try FS.listDirectory(cache + "/v1/trees").first { !$0.hasSuffix(".seal") }!
+        let victim = "\(cache)/v1/trees/\(tree)/pkg/mod.py"
+        let mtime = try FS.lstat(victim).mtimeNs
+        let fd = try FileDescriptor.open(victim, O_WRONLY)
+        try fd.pwriteAll(Array("import sys".utf8), at: 100)
+        fd.close()
+        try FS.setMtime(victim.pathBytes, ns: mtime)
+
+        try h.mount(store, mnt, cache: cache)
+        XCTAssertNil(try status(mnt)["nativeTree"] as? String, "a damaged tree was served")
+        XCTAssertEqual(try TreeFixture.readAll((mnt + "/pkg/mod.py").pathBytes), good)
+        // The tree was removed (and may already be rebuilt, from verified chunks).
+        if FS.exists(victim) { XCTAssertEqual(try TreeFixture.readAll(victim.pathBytes), good, "the damaged file is still in the cache") }
+        let log = String(decoding: try FS.readFile(cache + "/logs/d.log"), as: UTF8.self)
+        XCTAssertTrue(log.contains("is damaged"), log)
+        // Rebuilt from verified chunks: the next mount is native again, with the right bytes.
+        let end = Date().addingTimeInterval(60)
+        while Date() < end, (try status(mnt)["materialized"] as? Bool) != true { usleep(200_000) }
+        XCTAssertEqual(try h.unmount(mnt).status, 0)
+        try h.mount(store, mnt, cache: cache)
+        XCTAssertNotNil(try status(mnt)["nativeTree"] as? String)
+        XCTAssertEqual(try TreeFixture.readAll((mnt + "/pkg/mod.py").pathBytes), good)
+        XCTAssertEqual(try h.unmount(mnt).status, 0)
+    }
+
+    func testACacheLimitSmallerThanTheEnvironmentKeepsServingThroughFUSE() throws {
+        let src = h.dir + "/src", store = h.dir + "/store", mnt = h.dir + "/mnt", cache = h.dir + "/cache"
+        try FS.makeDirectories(src)
+        var rng = SeededRandom(seed: 11)
+        var files: [String: [UInt8]] = [:]
+        for i in 0..<12 {
+            let b = rng.bytes(3 << 20)
+            files["f\(i).bin"] = b
+            try writeFile((src + "/f\(i).bin").pathBytes, b)
+        }
+        XCTAssertEqual(try h.publish(src, store, ["--env", "big"]).status, 0)
+        try h.mount(store, mnt, cache: cache, ["--cache-size", "16M"])
+        for (name, b) in files.sorted(by: { $0.key < $1.key }) {
+            XCTAssertEqual(try TreeFixture.readAll((mnt + "/" + name).pathBytes), b, name)
+        }
+        _ = try h.run("envmount", ["warm", mnt, "--all"])
+        usleep(3_000_000)
+        XCTAssertNotEqual(try status(mnt)["materialized"] as? Bool, true, "materialized past --cache-size")
+        XCTAssertEqual(((try? FS.listDirectory(cache + "/v1/trees")) ?? []).filter { $0.hasSuffix(".seal") }, [])
+        XCTAssertEqual(try h.unmount(mnt).status, 0)
+    }
+}
+
+enum TestMounts {
+    /// Overlay mount points under `dir` (left by a failed test).
+    static func overlays(under dir: String) -> [String] {
+        guard let m = try? FS.readFile("/proc/self/mounts") else { return [] }
+        return String(decoding: m, as: UTF8.self).split(separator: "\n").compactMap { line in
+            let f = line.split(separator: " ")
+            return f.count > 2 && f[2] == "overlay" && f[1].hasPrefix(dir) ? String(f[1]) : nil
+        }
+    }
+
+    /// The VFS options of the mount at `path` (from /proc/self/mounts).
+    static func options(of path: String) -> [String] {
+        guard let m = try? FS.readFile("/proc/self/mounts") else { return [] }
+        for line in String(decoding: m, as: UTF8.self).split(separator: "\n") {
+            let f = line.split(separator: " ")
+            if f.count > 3 && f[1] == path { return f[3].split(separator: ",").map(String.init) }
+        }
+        return []
+    }
+}

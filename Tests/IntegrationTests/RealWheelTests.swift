@@ -1,0 +1,153 @@
+import Foundation
+import Glibc
+import SysKit
+import TestSupport
+import XCTest
+
+/// `envmount warm` on wheels from PyPI, not generated trees: a real venv with numpy (a CRLF
+/// RECORD, numpy.libs, bytecode written after install) and python-dateutil 2.9, which requires six.
+/// Published to a directory store served by nginx; "store down" is nginx stopped.
+final class RealWheelTests: XCTestCase {
+    var h: Harness!
+    var stops: [() -> Void] = []
+
+    /// One venv for the whole class (pip install takes a while); wheels are kept in
+    /// .build/pip-cache so later runs do not download them again.
+    nonisolated(unsafe) static var venv: String?
+    nonisolated(unsafe) static var venvError: String?
+
+    override func setUpWithError() throws {
+        try Harness.requireFuse()
+        h = try Harness(String(name.split(separator: " ").last?.prefix { $0.isLetter } ?? "t"))
+        if Self.venv == nil && Self.venvError == nil { Self.buildVenv(h) }
+        if let e = Self.venvError { throw Servers.unavailable("a venv with wheels from PyPI: \(e)") }
+    }
+
+    override func tearDown() {
+        for s in stops.reversed() { s() }
+        h?.cleanUp()
+    }
+
+    override class func tearDown() {
+        if let v = venv { try? FS.removeTree(String(v[..<v.lastIndex(of: "/")!])) }
+    }
+
+    static let site = "lib/python3.\(pythonMinor())/site-packages"
+
+    static func pythonMinor() -> String {
+        let (_, out) = Servers.run("/usr/bin/env", ["python3", "-c", "import sys; print(sys.version_info[1])"])
+        return out.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func buildVenv(_ h: Harness) {
+        let dir = "/tmp/envmount-it-wheels-\(getpid())"
+        let v = dir + "/venv"
+        try? FS.removeTree(dir)
+        let cache = Servers.repoRoot + "/.build/pip-cache"
+        let steps: [[String]] = [
+            ["/usr/bin/env", "python3", "-m", "venv", v],
+            // --no-compile: the bytecode below is then written by Python after install, and is
+            // in no RECORD, as on a machine where the venv was used before it was published.
+            ["/usr/bin/env", "PIP_CACHE_DIR=" + cache, "PIP_DISABLE_PIP_VERSION_CHECK=1", v + "/bin/pip", "install", "-q", "--no-compile",
+             "numpy==2.4.6", "python-dateutil==2.9.0.post0"],   // 2.9 requires six
+            ["/usr/bin/env", "-u", "PYTHONDONTWRITEBYTECODE", v + "/bin/python", "-c", "import numpy, dateutil.parser; numpy.arange(3).sum()"],
+        ]
+        for s in steps {
+            let (rc, out) = Servers.run(s[0], Array(s.dropFirst()))
+            if rc != 0 { venvError = "\(s.joined(separator: " ")) failed: \(out.suffix(2000))"; return }
+        }
+        venv = v
+    }
+
+    func status(_ mp: String) throws -> [String: Any] {
+        let r = try h.run("envmount", ["status", mp, "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let arr = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]]
+        return arr?.first ?? [:]
+    }
+
+    /// Reads every regular file under `dir`; returns (files, bytes); a failed read fails the test.
+    func readTree(_ dir: String, file: StaticString = #filePath, line: UInt = #line) -> (Int, Int) {
+        var files = 0, bytes = 0
+        var stack = [dir]
+        if (try? FS.lstat(dir))?.kind == .regular {
+            do { return (1, try TreeFixture.readAll(dir.pathBytes).count) } catch { XCTFail("read \(dir) with the store down: \(error)", file: file, line: line) }
+            return (0, 0)
+        }
+        while let d = stack.popLast() {
+            for name in (try? FS.listDirectory(d)) ?? [] {
+                let p = d + "/" + name
+                guard let st = try? FS.lstat(p) else { XCTFail("lstat \(p)", file: file, line: line); continue }
+                if st.kind == .directory { stack.append(p); continue }
+                guard st.kind == .regular else { continue }
+                do {
+                    bytes += try TreeFixture.readAll(p.pathBytes).count
+                    files += 1
+                } catch {
+                    XCTFail("read \(p) with the store down: \(error)", file: file, line: line)
+                }
+            }
+        }
+        return (files, bytes)
+    }
+
+    /// Publishes the venv, serves the store with nginx and mounts it over HTTP with a fresh
+    /// cache and no read-ahead, so that only warm fetches ahead of reads.
+    func mountOverHTTP() throws -> (mnt: String, nginx: NginxServer) {
+        let store = h.dir + "/store", mnt = h.dir + "/mnt"
+        let p = try h.publish(Self.venv!, store, ["--env", "wheels"])
+        XCTAssertEqual(p.status, 0, p.stderr)
+        let nginx = try NginxServer(serving: store)
+        stops.append { nginx.stop() }
+        try h.mount(nginx.url + "/", mnt, cache: h.dir + "/cache", ["--env", "wheels", "--read-ahead-chunks", "0", "--stream-read-ahead", "0"])
+        return (mnt, nginx)
+    }
+
+    func testWarmNumpyThenEveryFileOfItReadsAndItImportsWithTheStoreDown() throws {
+        let (mnt, nginx) = try mountOverHTTP()
+        let site = mnt + "/" + Self.site
+        let pycs = ((try? FS.listDirectory(site + "/numpy/__pycache__")) ?? []).count
+        XCTAssertGreaterThan(pycs, 0, "python wrote no bytecode into numpy/__pycache__")
+        // Python's own start-up (pyvenv.cfg, .pth files) is not numpy's: let it read those now.
+        let pre = try h.run(mnt + "/bin/python", ["-c", "import sys"])
+        XCTAssertEqual(pre.status, 0, pre.stderr)
+
+        let w = try h.run("envmount", ["warm", mnt, "numpy"])
+        XCTAssertEqual(w.status, 0, w.stderr)
+        let s = try status(mnt)
+        let chunks = s["chunksFetched"] as? Int ?? 0, raw = s["rawBytesFetched"] as? Int ?? 0
+        print("warm numpy: \(w.stdout.trimmingCharacters(in: .whitespacesAndNewlines)); status: \(chunks) chunks, \(raw) raw bytes fetched")
+        XCTAssertGreaterThan(raw, 60_000_000, "numpy + numpy.libs hold about 73 MB")
+
+        nginx.stop()
+        let (files, bytes) = readTree(site + "/numpy")
+        let (libFiles, _) = readTree(site + "/numpy.libs")
+        XCTAssertGreaterThan(files, 1000)
+        XCTAssertGreaterThan(libFiles, 0)
+        print("read \(files) files (\(bytes) bytes) of numpy/ and \(libFiles) of numpy.libs/ with nginx stopped")
+        let imp = try h.run(mnt + "/bin/python", ["-c", "import numpy; print(numpy.linalg.det(numpy.eye(3)))"])
+        XCTAssertEqual(imp.status, 0, imp.stderr)
+        XCTAssertEqual(imp.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "1.0")
+    }
+
+    func testWarmWithDepsBringsTheRequirementsFromMetadata() throws {
+        let (mnt, nginx) = try mountOverHTTP()
+        let pre = try h.run(mnt + "/bin/python", ["-c", "import sys"])
+        XCTAssertEqual(pre.status, 0, pre.stderr)
+
+        let w = try h.run("envmount", ["warm", mnt, "python-dateutil", "--deps"])
+        XCTAssertEqual(w.status, 0, w.stderr)
+        XCTAssertTrue(w.stdout.contains("dependencies: six"), w.stdout)
+        XCTAssertTrue(w.stdout.contains("six:"), "no warm job for six: \(w.stdout)")
+
+        nginx.stop()
+        let site = mnt + "/" + Self.site
+        _ = readTree(site + "/dateutil")
+        for f in try FS.listDirectory(site) where f.hasPrefix("six") {
+            _ = readTree(site + "/" + f)
+        }
+        let imp = try h.run(mnt + "/bin/python", ["-c", "import dateutil.parser, six; print(dateutil.parser.parse('2024-05-06').day)"])
+        XCTAssertEqual(imp.status, 0, imp.stderr)
+        XCTAssertEqual(imp.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "6")
+    }
+}

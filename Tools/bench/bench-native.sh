@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Native serving and the writable layer, side by side in one run (venv-small + a 48 MiB file,
+# directory store, chunks cached):
+#   1. mount + imports, page cache dropped: source venv | FUSE (--no-native) | materialized tree
+#   2. mount + imports, page cache kept (a second job): the same three
+#   3. sequential read of the cached 48 MiB file, page cache dropped: the same three (dd MB/s)
+#   4. FUSE requests the imports send on a fresh mount (--foreground --fuse-debug), by opcode:
+#      FUSE, FUSE under a writable layer, materialized tree
+#   5. pip install of a local wheel into a --writable mount; import after a remount
+#
+#   sudo Tools/bench/bench-native.sh        # REPS=3 BENCH_DIR=/var/tmp/envmount-bench
+#   env: REPO, SKIP_BUILD=1 (use .build/release as it is), REPS=N
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=${REPO:-$(cd "$HERE/../.." && pwd)}
+BENCH_DIR=${BENCH_DIR:-/var/tmp/envmount-bench}
+REPS=${REPS:-3}
+IMPORT='import numpy, pandas, scipy.linalg, sklearn.linear_model'
+W="$BENCH_DIR/native"
+LOG="$W/bench.log"
+RESULTS="$BENCH_DIR/results-native.md"
+[ "$(id -u)" = 0 ] || { echo "bench-native.sh: must run as root (drop_caches, FUSE, overlayfs)" >&2; exit 1; }
+
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  (cd "$REPO" && swift build -c release --product envmount | tail -n 1 && swift build -c release --product envpublish | tail -n 1)
+fi
+BIN="$REPO/.build/release"
+[ -f "$BENCH_DIR/.venv-small.complete" ] || "$HERE/make-venvs.sh"
+SRC="$BENCH_DIR/bench-src/venv-small"
+if [ ! -f "$BENCH_DIR/bench-src/.complete" ]; then
+  rm -rf "$BENCH_DIR/bench-src"; mkdir -p "$BENCH_DIR/bench-src"
+  cp -a "$BENCH_DIR/venv-small" "$SRC"
+  head -c 48M /dev/urandom > "$SRC/big.bin"
+  touch "$BENCH_DIR/bench-src/.complete"
+fi
+
+MNT="$W/mnt" CACHE="$W/cache" STORE="$W/store" LAYER="$W/layer"
+cleanup() {
+  for m in "$MNT"; do mountpoint -q "$m" && "$BIN/envmount" unmount "$m" >/dev/null 2>&1 || true; done
+  [ -n "${FG_PID:-}" ] && kill -TERM "$FG_PID" 2>/dev/null || true
+}
+trap cleanup EXIT
+rm -rf "$W"; mkdir -p "$W" "$MNT"
+: > "$LOG"
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+now() { date +%s.%N; }
+med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+all() { printf '%s\n' "$@" | xargs -n1 printf '%.2f\n' | paste -sd/; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ printf "%.2f", a/b }'; }
+mnt() { "$BIN/envmount" mount "$STORE" "$MNT" --env bench --cache-dir "$CACHE" "$@" >> "$LOG" 2>&1; }
+umnt() { "$BIN/envmount" unmount "$MNT" >> "$LOG" 2>&1; sleep 0.3; }
+# seconds for: mount (with $@) + imports + unmount excluded
+mount_import() { local t0 t1; t0=$(now); mnt "$@"; "$MNT/bin/python" -c "$IMPORT"; t1=$(now); umnt; awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}'; }
+native_import() { local t0 t1; t0=$(now); "$SRC/bin/python" -c "$IMPORT"; t1=$(now); awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}'; }
+dd_mbps() { dd if="$1" of=/dev/null bs=1M 2>&1 | awk '/copied/ {print $(NF-1) * ($NF ~ /GB/ ? 1000 : 1)}'; }
+
+echo "== publish, warm, materialize" | tee -a "$LOG"
+"$BIN/envpublish" "$SRC" "$STORE" --env bench -q >> "$LOG" 2>&1
+mnt
+"$BIN/envmount" warm "$MNT" --all >> "$LOG" 2>&1
+for _ in $(seq 600); do
+  "$BIN/envmount" status "$MNT" --json | grep -Eq '"materialized" ?: ?true' && break; sleep 0.5
+done
+grep materialized "$CACHE/logs/bench.log" | tail -n1 | tee -a "$LOG"
+umnt
+
+echo "== 1/2. imports" | tee -a "$LOG"
+declare -a n1 f1 t1 n2 f2 t2
+for r in $(seq "$REPS"); do
+  drop; n1+=("$(native_import)")
+  drop; f1+=("$(mount_import --no-native)")
+  drop; t1+=("$(mount_import)")
+done
+native_import >/dev/null; mount_import --no-native >/dev/null; mount_import >/dev/null
+for r in $(seq "$REPS"); do
+  n2+=("$(native_import)"); f2+=("$(mount_import --no-native)"); t2+=("$(mount_import)")
+done
+
+echo "== 3. sequential read" | tee -a "$LOG"
+declare -a rn rf rt
+for r in $(seq "$REPS"); do
+  drop; rn+=("$(dd_mbps "$SRC/big.bin")")
+  mnt --no-native; drop; rf+=("$(dd_mbps "$MNT/big.bin")"); umnt
+  mnt; drop; rt+=("$(dd_mbps "$MNT/big.bin")"); umnt
+done
+
+echo "== 4. FUSE requests of one import run on a fresh mount" | tee -a "$LOG"
+count_ops() { # label, mount args...
+  local label=$1; shift
+  local dbg="$W/fuse-debug-$label.txt"
+  "$BIN/envmount" mount "$STORE" "$MNT" --env bench --cache-dir "$CACHE" --foreground --fuse-debug "$@" 2> "$dbg" &
+  FG_PID=$!
+  for _ in $(seq 200); do grep -q "serving" "$dbg" 2>/dev/null && break; sleep 0.05; done
+  sleep 0.5
+  local before; before=$(wc -l < "$dbg")
+  "$MNT/bin/python" -c "$IMPORT"
+  sleep 0.3
+  local ops; ops=$(tail -n +"$((before + 1))" "$dbg" | grep -o 'opcode: [A-Z_]*' | sort | uniq -c | sort -rn | awk '{printf "%s %s, ", $3, $1}')
+  local total; total=$(tail -n +"$((before + 1))" "$dbg" | grep -c 'opcode:' || true)
+  kill -TERM "$FG_PID"; wait "$FG_PID" 2>/dev/null || true; FG_PID=
+  sleep 0.3
+  echo "| $label | $total | ${ops%, } |"
+}
+OPS_FUSE=$(count_ops fuse --no-native)
+rm -rf "$LAYER"
+OPS_LAYER=$(count_ops fuse-under-writable-layer --no-native --writable "$LAYER")
+OPS_TREE=$(count_ops materialized-tree)
+
+echo "== 5. pip install into a --writable mount" | tee -a "$LOG"
+python3 - "$W/wheels" <<'PY'
+import base64, hashlib, os, sys, zipfile
+os.makedirs(sys.argv[1], exist_ok=True)
+files = {"tinypkg/__init__.py": b"VALUE = 42\n",
+         "tinypkg-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: tinypkg\nVersion: 1.0\n",
+         "tinypkg-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+rec = [p + ",sha256=" + base64.urlsafe_b64encode(hashlib.sha256(b).digest()).rstrip(b"=").decode() + "," + str(len(b)) for p, b in files.items()]
+files["tinypkg-1.0.dist-info/RECORD"] = ("\n".join(rec + ["tinypkg-1.0.dist-info/RECORD,,"]) + "\n").encode()
+with zipfile.ZipFile(sys.argv[1] + "/tinypkg-1.0-py3-none-any.whl", "w") as z:
+    for p, b in files.items(): z.writestr(p, b)
+PY
+rm -rf "$LAYER"
+mnt --writable "$LAYER"
+t0=$(now)
+"$MNT/bin/python" -m pip install -q --no-index --no-cache-dir --disable-pip-version-check "$W/wheels/tinypkg-1.0-py3-none-any.whl" >> "$LOG" 2>&1
+PIP_S=$(awk -v a="$t0" -v b="$(now)" 'BEGIN{printf "%.2f", b-a}')
+umnt; mnt --writable "$LAYER"
+PIP_OK=$("$MNT/bin/python" -c 'import tinypkg; print("import after remount:", tinypkg.VALUE)')
+umnt
+
+{
+  echo "# bench-native.sh — $(date -u +%Y-%m-%dT%H:%MZ), $REPS reps, median (each rep)"
+  echo
+  echo "| | source venv | FUSE (--no-native) | materialized tree | FUSE ÷ source | tree ÷ source |"
+  echo "| --- | --- | --- | --- | --- | --- |"
+  echo "| mount + imports, chunk cache warm, page cache dropped (s) | $(med "${n1[@]}") ($(all "${n1[@]}")) | $(med "${f1[@]}") ($(all "${f1[@]}")) | $(med "${t1[@]}") ($(all "${t1[@]}")) | $(ratio "$(med "${f1[@]}")" "$(med "${n1[@]}")") | $(ratio "$(med "${t1[@]}")" "$(med "${n1[@]}")") |"
+  echo "| mount + imports, page cache kept, fresh mount (s) | $(med "${n2[@]}") ($(all "${n2[@]}")) | $(med "${f2[@]}") ($(all "${f2[@]}")) | $(med "${t2[@]}") ($(all "${t2[@]}")) | $(ratio "$(med "${f2[@]}")" "$(med "${n2[@]}")") | $(ratio "$(med "${t2[@]}")" "$(med "${n2[@]}")") |"
+  echo "| sequential read of the cached 48 MiB file, page cache dropped (MB/s) | $(med "${rn[@]}") ($(all "${rn[@]}")) | $(med "${rf[@]}") ($(all "${rf[@]}")) | $(med "${rt[@]}") ($(all "${rt[@]}")) | $(ratio "$(med "${rf[@]}")" "$(med "${rn[@]}")") | $(ratio "$(med "${rt[@]}")" "$(med "${rn[@]}")") |"
+  echo
+  echo "FUSE requests sent by one import run on a fresh mount (chunks cached):"
+  echo
+  echo "| mount | requests | by opcode |"
+  echo "| --- | --- | --- |"
+  echo "$OPS_FUSE"; echo "$OPS_LAYER"; echo "$OPS_TREE"
+  echo
+  echo "pip install of a local wheel into a --writable mount: $PIP_S s; $PIP_OK"
+} | tee "$RESULTS"
