@@ -193,7 +193,9 @@ public enum MountDaemon {
         // cache), puts an overlay at the mount point; the FUSE mount then sits under it, hidden.
         let layer = try o.writable.map { try WritableLayer(dir: $0) }
         let tree = MaterializedTree(cacheDirectory: cache.directory, manifest: manifest, id: opened.ref.manifest)
-        let (native, treeNote) = o.native ? NativeServing.useTree(tree) : (false, nil)
+        // Overlayfs is root's: other users' mounts neither build nor serve trees.
+        let nativeAllowed = o.native && ProcessControl.userID == 0
+        let (native, treeNote) = nativeAllowed ? NativeServing.useTree(tree) : (false, nil)
         let overlaid = layer != nil || native
         let fuseMountpoint = layer?.lower ?? (overlaid ? EnvOverlay.hiddenLower(for: mp) : mp)
         if let layer { try layer.prepare() } else if overlaid { try FS.makeDirectories(fuseMountpoint, mode: 0o700) }
@@ -205,7 +207,7 @@ public enum MountDaemon {
             pool.stop()
             throw MountError(e.description)
         }
-        let env = opened.env, revision = opened.ref.revision, prefetch = o.prefetch, wantNative = o.native
+        let env = opened.env, revision = opened.ref.revision, prefetch = o.prefetch, wantNative = nativeAllowed
         let overlayFailed = LayerFailure()
         let materializer = NativeServing.Materializer(tree: tree, fetcher: fetcher, cache: cache)
         let record = WritableLayer.Record(store: o.store, env: env, manifest: opened.ref.manifest, revision: revision)

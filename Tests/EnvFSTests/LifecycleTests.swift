@@ -174,6 +174,21 @@ final class LifecycleTests: XCTestCase {
         }
     }
 
+    func testGCKeepWithinKeepsRecentRevisionsAndTheCurrentOne() throws {
+        let store = MemoryStore()
+        for seed in [51, 52, 53] as [UInt64] { _ = try publisher(store).publish(source: try tree(seed)) }
+        var o = GCOptions()
+        o.now += 7200         // two hours later: every revision (and object) is two hours old
+        o.keepWithin = 3600   // so only the current one is kept
+        let r = try GarbageCollector(store: store, options: o).run()
+        XCTAssertEqual(r.kept["ml"], [3])
+        XCTAssertEqual(r.dropped["ml"], [1, 2])
+        XCTAssertEqual(try RevisionLog(store: store, env: "ml").numbers(), [3])
+        o.keepWithin = 3 * 3600
+        let again = try GarbageCollector(store: store, options: o).run()
+        XCTAssertEqual(again.freedObjects, 0, "nothing left to free")
+    }
+
     func testExcludeRules() throws {
         let r = try ExcludeRules(patterns: ["__pycache__", "*.pyc", ".pytest_cache/", "/share/doc", "tests/data", "lib/**/*.a"])
         func x(_ p: String, dir: Bool = false) -> Bool { r.excludes(Array(p.utf8), isDirectory: dir) }

@@ -1,4 +1,5 @@
 import EnvFormat
+import EnvStore
 import Foundation
 import Glibc
 import SysKit
@@ -232,5 +233,35 @@ final class TrustTests: XCTestCase {
         // A broken key in trusted.d stops mounts instead of turning checks off.
         try FS.writeFileAtomically(h.dir + "/etc/trusted.d/broken.pub", Array("junk\n".utf8))
         try assertRefused(nginx.url, mnt, cache: cache, ["--env", "plain"], "broken.pub")
+    }
+
+    func testSignedPublishToS3AndAnUnsignedRefThereIsRefused() throws {
+        let moto = try MotoServer()
+        stops.append { moto.stop() }
+        let s3 = try S3Store(url: "s3://signed", options: StoreOptions(), environment: moto.env)
+        try s3.createBucket()
+        let store = "s3://signed/envs", cache = h.dir + "/cache", mnt = h.dir + "/mnt"
+        let key = try keygen("k")
+        try writeTree(h.dir + "/src/app", "from s3\n")
+        let p = try h.run("envpublish", [h.dir + "/src/app", store, "--env", "app", "--sign", key, "--quiet"], env: moto.env)
+        XCTAssertEqual(p.status, 0, p.stderr)
+        XCTAssertTrue(p.stdout.contains("signed by key"), p.stdout)
+        let both = env.merging(moto.env) { $1 }
+        try h.mount(store, mnt, cache: cache, ["--env", "app", "--trust", key + ".pub"], env: both)
+        XCTAssertEqual(try read(mnt + "/pkg/version.txt"), "from s3\n")
+        XCTAssertEqual(try h.unmount(mnt).status, 0)
+
+        // Whoever can write the bucket replaces the ref with an unsigned one of their own.
+        let s3p = try S3Store(url: store, options: StoreOptions(), environment: moto.env)
+        var forged = try Ref.decode(try s3p.get(Ref.objectKey(env: "app")))
+        forged.signature = nil
+        forged.revision += 1
+        try s3p.put(Ref.objectKey(env: "app"), forged.encode())
+        try FS.makeDirectories(mnt)
+        let r = try h.run("envmount", ["mount", store, mnt, "--cache-dir", cache, "--env", "app", "--trust", key + ".pub"], env: both)
+        if r.status == 0 { try h.adopt(mnt, r) }
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("refs/app in s3://signed/envs is not signed"), r.stderr)
+        XCTAssertFalse(Harness.isMounted(mnt))
     }
 }
