@@ -4,7 +4,7 @@
 set -euo pipefail
 
 need_apt=()
-for pkg in fuse3 libfuse3-dev libcurl4-openssl-dev libzstd-dev zstd nginx pkg-config libssl-dev python3 python3-venv curl binutils; do
+for pkg in fuse3 libfuse3-dev libcurl4-openssl-dev libzstd-dev zstd nginx squid openssl pkg-config libssl-dev python3 python3-venv curl binutils; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -111,6 +111,10 @@ public final class CurlClient: Sendable {
             set(ccurl_setopt_long(h, CURLOPT_SSL_VERIFYPEER, 0))
             set(ccurl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 0))
         }
+        if let ca = settings.caBundle {
+            set(ccurl_setopt_str(h, CURLOPT_CAINFO, ca))
+            set(ccurl_setopt_ptr(h, CURLOPT_CAPATH, nil))
+        }
 
         var headerLines = request.headers.map { "\($0.name): \($0.value)" }
         switch request.method {

@@ -138,6 +138,9 @@ public struct CurlSettings: Sendable {
     public var shareConnections: Bool = false
     /// Verify TLS certificates (keep on; for tests against self-signed servers only).
     public var verifyTLS: Bool = true
+    /// A PEM file of the certificate authorities to trust instead of the system store
+    /// (`CURLOPT_CAINFO`, with the CA path switched off so only this file counts).
+    public var caBundle: String?
 
     public init() {}
 }

@@ -30,6 +30,9 @@ public struct OpenedEnvironment: Sendable {
 public struct EnvironmentResolver {
     public let store: any ObjectStore
     public let cache: ChunkCache
+    /// With a cached ref to fall back on, the store gets this many seconds for the ref (and a
+    /// refused connection or unknown host is an answer) before the mount goes offline.
+    public var refTimeout: Double? = nil
     /// Which refs are accepted (EnvFormat/TrustPolicy.swift); checked on every ref, fresh or
     /// cached, before its manifest is read.
     public var trust = TrustPolicy.none
@@ -61,7 +64,9 @@ public struct EnvironmentResolver {
         var source = "refs/\(name) in \(store.description)"
         var offlineReason: String?
         do {
-            bytes = try store.get(Ref.objectKey(env: name))
+            let key = Ref.objectKey(env: name)
+            let fallback = refTimeout != nil && cache.loadRef(store: store.description, env: name) != nil
+            bytes = fallback ? try store.probe(key, deadline: refTimeout!) : try store.get(key)
         } catch let e as StoreError where e.isNotFound {
             let others = (try? store.listEnvironments()) ?? []
             throw MountError("no environment '\(name)' in \(store.description)"

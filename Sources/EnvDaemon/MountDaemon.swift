@@ -41,6 +41,7 @@ public enum MountDaemon {
         if o.revision != nil { o.trust.allowOlder = true }
         var resolver = EnvironmentResolver(store: store, cache: cache)
         resolver.trust = try o.trust.policy()
+        resolver.refTimeout = o.refTimeout
         var opened = try o.revision.map { try resolver.resolve(env: o.env, revision: $0) } ?? resolver.resolve(env: o.env)
         if let w = o.writable {
             let layer = try WritableLayer(dir: w)
@@ -100,6 +101,7 @@ public enum MountDaemon {
         let store = try StoreFactory.open(o.store, options: o.storeOptions)
         var resolver = EnvironmentResolver(store: store, cache: cache)
         resolver.trust = try o.trust.policy()
+        resolver.refTimeout = o.refTimeout
         var opened = try o.revision.map { try resolver.resolve(env: env, revision: $0) }
             ?? resolver.resolved(env: env, manifest: manifest, offline: handoff.offline)
         if let w = o.writable {

@@ -19,6 +19,8 @@ public struct MountOptions: Codable, Sendable, Equatable {
     /// Daemon log file (nil: CACHE_DIR/logs/ENV.log).
     public var logFile: String?
     public var storeOptions = StoreOptions()
+    /// Seconds the store gets for the ref when a cached ref exists (then the mount goes offline).
+    public var refTimeout: Double = 2
     /// Which environments are accepted: trusted keys, rollback state, --max-age.
     public var trust = TrustOptions()
     /// Kernel read-ahead and largest FUSE read, KiB.
@@ -57,6 +59,9 @@ public struct MountOptions: Codable, Sendable, Equatable {
         let t = storeOptions.requestDeadline
         guard t.isFinite, t > 0, t <= Self.maxRequestTimeout else {
             throw MountError("--timeout must be a number of seconds more than 0 and at most \(Int(Self.maxRequestTimeout)), not \(t)")
+        }
+        guard refTimeout.isFinite, refTimeout > 0, refTimeout <= 3600 else {
+            throw MountError("--ref-timeout must be a number of seconds more than 0 and at most 3600, not \(refTimeout)")
         }
         guard kernelCacheTimeout.isFinite, kernelCacheTimeout >= 0, kernelCacheTimeout <= 365 * 86400 else {
             throw MountError("--kernel-cache-timeout must be 0...\(365 * 86400) seconds, not \(kernelCacheTimeout)")

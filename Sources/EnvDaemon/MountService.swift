@@ -87,7 +87,7 @@ final class MountService: Sendable {
     func status() -> StatusInfo {
         let s = fetcher.stats
         let cacheUsage = cache.isScanned ? cache.usage : nil
-        return StatusInfo(
+        var info = StatusInfo(
             mountpoint: mountpoint, env: env, revision: ref.revision, manifest: ref.manifest.hex,
             store: store.description, pid: ProcessControl.pid, offline: offline,
             entries: manifest.entries.count, totalBytes: manifest.totalFileBytes, chunks: manifest.chunks.count,
@@ -99,6 +99,8 @@ final class MountService: Sendable {
             readAheadQueued: pool.queuedReadAhead, recordedChunks: recorder.chunks.count,
             rssBytes: ProcessControl.residentBytes(), jobs: pool.jobs.map(Self.info), lastError: fetcher.lastError,
             signedBy: signedBy)
+        info.storeCheck = StoreCheck.ask(store, env: env, mounted: ref)
+        return info
     }
 
     /// Chunks of the files at `paths` (relative to the root; a directory means everything under

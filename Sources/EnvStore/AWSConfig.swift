@@ -36,6 +36,8 @@ public struct AWSConfig: Sendable, Equatable {
     /// Whether the endpoint was chosen by the user (R2, MinIO, moto) rather than AWS's default.
     public var customEndpoint: Bool
     public var profile: String
+    /// The profile's `ca_bundle` (AWS CLI setting), with where it was read.
+    public var profileCABundle: CABundle?
 
     public static func resolve(options: StoreOptions, environment env: [String: String] = AWSConfig.processEnvironment()) -> AWSConfig {
         let profile = nonEmpty(env["AWS_PROFILE"]) ?? "default"
@@ -67,7 +69,8 @@ public struct AWSConfig: Sendable, Equatable {
         if endpoint == nil { endpoint = "https://s3.\(region).amazonaws.com" }
         var e = endpoint!
         while e.hasSuffix("/") { e.removeLast() }
-        return AWSConfig(credentials: creds, region: region, endpoint: e, customEndpoint: custom, profile: profile)
+        let ca = nonEmpty(confSection?["ca_bundle"]).map { CABundle(path: $0, source: "ca_bundle in \(confPath) [\(profile)]") }
+        return AWSConfig(credentials: creds, region: region, endpoint: e, customEndpoint: custom, profile: profile, profileCABundle: ca)
     }
 
     /// The process environment as a dictionary.

@@ -12,11 +12,22 @@ public final class HTTPStore: ObjectStore {
     let client: CurlClient
     let retry: RetryRunner
 
-    public convenience init(urls: [String], options: StoreOptions) {
-        self.init(urls: urls, options: options, client: .shared, policy: RetryPolicy(deadline: options.requestDeadline))
+    /// The CA bundle TLS is checked against (nil: the system store), for messages.
+    let caBundle: CABundle?
+
+    /// Picks the CA bundle from `options.caBundle`, `CURL_CA_BUNDLE` or `SSL_CERT_FILE` (see
+    /// `CABundle`); a bundle that cannot be read is an error naming it.
+    public convenience init(urls: [String], options: StoreOptions,
+                            environment: [String: String] = AWSConfig.processEnvironment()) throws {
+        let store = urls.first ?? "http://"
+        let tls = (urls + options.mirrors).contains { $0.lowercased().hasPrefix("https://") }
+        let bundle = try CABundle.resolve(option: options.caBundle, s3Profile: nil, s3: false, tls: tls, environment: environment, store: store)
+        self.init(urls: urls, options: options, client: CurlClients.client(for: bundle),
+                  policy: RetryPolicy(deadline: options.requestDeadline), caBundle: bundle)
     }
 
-    public init(urls: [String], options: StoreOptions, client: CurlClient, policy: RetryPolicy) {
+    public init(urls: [String], options: StoreOptions, client: CurlClient, policy: RetryPolicy, caBundle: CABundle? = nil) {
+        self.caBundle = caBundle
         var seen = Set<String>()
         var list: [String] = []
         for u in urls + options.mirrors {
@@ -34,9 +45,11 @@ public final class HTTPStore: ObjectStore {
     private func attempt(_ method: HTTPMethod, _ base: String, _ key: String, _ timeLeft: Double) -> AttemptResult<CurlResponse> {
         let r: CurlResponse
         do {
-            r = try client.perform(CurlRequest(method: method, url: url(base, key), timeout: timeLeft))
+            r = try client.perform(CurlRequest(method: method, url: url(base, key),
+                                               headers: Remote.cacheHeaders(method, key: key).map { (name: $0.0, value: $0.1) },
+                                               timeout: timeLeft))
         } catch {
-            return Remote.attempt(error, key: key, store: description)
+            return Remote.attempt(error, key: key, store: description, caBundle: caBundle)
         }
         switch r.status {
         case 200...299:
@@ -52,8 +65,13 @@ public final class HTTPStore: ObjectStore {
         }
     }
 
-    private func request(_ method: HTTPMethod, _ key: String) throws(StoreError) -> CurlResponse {
-        try retry.run(key: key, bases: bases) { base, left in self.attempt(method, base, key, left) }
+    private func request(_ method: HTTPMethod, _ key: String, runner: RetryRunner? = nil) throws(StoreError) -> CurlResponse {
+        try (runner ?? retry).run(key: key, bases: bases) { base, left in self.attempt(method, base, key, left) }
+    }
+
+    /// A GET under another retry policy (a probe with a short deadline).
+    func get(_ key: String, policy: RetryPolicy) throws -> [UInt8] {
+        try request(.get, key, runner: RetryRunner(policy: policy, store: description)).body
     }
 
     public func get(_ key: String) throws -> [UInt8] {

@@ -27,7 +27,7 @@ public enum StoreError: Error, CustomStringConvertible, Sendable, Equatable {
         case let .denied(key, store, detail): return "\(store): access to \(key) denied (check credentials and permissions): \(detail)"
         case let .unavailable(key, store, detail): return "\(store): \(key) unavailable: \(detail)"
         case let .readOnly(store): return "\(store) is read-only (publish to a directory or s3:// store)"
-        case let .failed(key, store, detail): return "\(store): \(key): \(detail)"
+        case let .failed(key, store, detail): return key.isEmpty ? "\(store): \(detail)" : "\(store): \(key): \(detail)"
         }
     }
 

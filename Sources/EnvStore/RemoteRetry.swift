@@ -15,6 +15,9 @@ public struct RetryPolicy: Sendable, Equatable {
     public var jitter: Double = 0.5
     /// Seconds for a whole call, retries and mirror switches included.
     public var deadline: Double = 60
+    /// A refused connection or a name that does not resolve is an answer ("not reachable now"),
+    /// not a reason to try that mirror again: for probes that have a cached answer to fall back on.
+    public var failFastWhenUnreachable = false
 
     public init(deadline: Double = 60) { self.deadline = deadline }
 }
@@ -24,6 +27,9 @@ enum AttemptResult<T> {
     case success(T)
     /// Worth trying again on the same mirror after a pause (the reason is kept for the message).
     case transient(String)
+    /// Nothing answered at that address (connection refused, host name unknown): transient, but
+    /// not retried on that mirror when the policy fails fast.
+    case unreachable(String)
     /// This mirror cannot serve the key (404, 403, TLS failure): go to the next mirror, and report
     /// this error if no mirror does better.
     case skipMirror(StoreError)
@@ -64,7 +70,9 @@ struct RetryRunner: Sendable {
                     let left = timeLeft()
                     if left <= 0 { break rounds }
                     attempts += 1
-                    switch attempt(bases[i], left) {
+                    var result = attempt(bases[i], left)
+                    if case .unreachable(let why) = result, !policy.failFastWhenUnreachable { result = .transient(why) }
+                    switch result {
                     case .success(let v):
                         return v
                     case .fatal(let e):
@@ -72,6 +80,10 @@ struct RetryRunner: Sendable {
                     case .skipMirror(let e):
                         skipped.append(e)
                         transientMirrors.remove(i)
+                    case .unreachable(let why):
+                        // Nothing listens there: go on to the next mirror, never back to this one.
+                        transientMirrors.insert(i)
+                        lastTransient = bases.count > 1 ? "\(bases[i]): \(why)" : why
                     case .transient(let why):
                         transientMirrors.insert(i)
                         lastTransient = bases.count > 1 ? "\(bases[i]): \(why)" : why
@@ -107,11 +119,29 @@ enum Remote {
     }
 
     /// A transfer error as an attempt result.
-    static func attempt<T>(_ e: CurlError, key: String, store: String) -> AttemptResult<T> {
+    static func attempt<T>(_ e: CurlError, key: String, store: String, caBundle: CABundle? = nil) -> AttemptResult<T> {
         switch e.kind {
         case .invalid: return .fatal(.failed(key: key, store: store, detail: e.description))
-        case .tls: return .skipMirror(.failed(key: key, store: store, detail: e.description))
+        case .tls: return .skipMirror(.failed(key: key, store: store, detail: "\(e.description); \(CABundle.tlsHint(caBundle))"))
+        case .connect, .dns: return .unreachable(e.description)
         default: return .transient(e.description)
+        }
+    }
+
+    /// Cache-Control for HTTP caches between a store and its readers (a site squid, a CDN):
+    /// - on a PUT, what the object tells every cache: chunks, manifests and profiles are named by
+    ///   their content (or keyed by a manifest) and never change, so a year and `immutable`;
+    ///   refs move, so `no-cache` (a cache may keep one but must revalidate it before each use);
+    /// - on a GET of a ref, `no-cache` as a request header, so a cache revalidates even if the
+    ///   origin sent no Cache-Control of its own.
+    /// Every other GET is a plain GET of the whole object with no per-request variation (no
+    /// Range, no query, no Cache-Control), so any cache can serve it.
+    static func cacheHeaders(_ method: HTTPMethod, key: String) -> [(String, String)] {
+        let isRef = key.hasPrefix("refs/")
+        switch method {
+        case .put: return [("Cache-Control", isRef ? "no-cache" : "public, max-age=31536000, immutable")]
+        case .get: return isRef ? [("Cache-Control", "no-cache")] : []
+        case .head, .post, .delete: return []
         }
     }
 

@@ -21,6 +21,8 @@ public final class S3Store: ObjectStore {
     /// Key prefix inside the bucket: empty or ending in `/`.
     public let prefix: String
     public let config: AWSConfig
+    /// The CA bundle TLS is checked against (nil: the system store).
+    public let caBundle: CABundle?
     let signing: Signing
     let client: CurlClient
     let retry: RetryRunner
@@ -38,7 +40,7 @@ public final class S3Store: ObjectStore {
         try self.init(url: url, options: options, environment: AWSConfig.processEnvironment())
     }
 
-    public init(url: String, options: StoreOptions, environment: [String: String], client: CurlClient = .shared,
+    public init(url: String, options: StoreOptions, environment: [String: String], client: CurlClient? = nil,
                 policy: RetryPolicy? = nil, signing: Signing = .auto) throws {
         guard url.hasPrefix("s3://") else {
             throw StoreError.failed(key: "", store: url, detail: "not an s3:// URL")
@@ -57,7 +59,9 @@ public final class S3Store: ObjectStore {
         description = url
         config = AWSConfig.resolve(options: options, environment: environment)
         self.signing = signing
-        self.client = client
+        caBundle = try CABundle.resolve(option: options.caBundle, s3Profile: config.profileCABundle, s3: true,
+                                        tls: config.endpoint.lowercased().hasPrefix("https://"), environment: environment, store: url)
+        self.client = client ?? CurlClients.client(for: caBundle)
         retry = RetryRunner(policy: policy ?? RetryPolicy(deadline: options.requestDeadline), store: url)
 
         let ep = config.endpoint
@@ -98,6 +102,9 @@ public final class S3Store: ObjectStore {
         let url = scheme + "://" + host + path + (q.isEmpty ? "" : "?" + q)
         var headers: [(String, String)] = []
         if method == .put { headers.append(("Content-Type", "application/octet-stream")) }
+        if let k = objectKey, k.hasPrefix(prefix) {
+            headers += Remote.cacheHeaders(method, key: String(k.dropFirst(prefix.count)))
+        }
         headers += extraHeaders
         let payloadHash = body.map { Hex.encode(SHA256.hash($0)) } ?? SigV4Signer.emptyPayloadHash
         var request = CurlRequest(method: method, url: url, body: body, timeout: timeLeft)
@@ -151,9 +158,9 @@ public final class S3Store: ObjectStore {
     }
 
     func call(_ method: HTTPMethod, key: String, objectKey: String?, query: [(String, String)] = [],
-                      body: [UInt8]? = nil) throws(StoreError) -> CurlResponse {
+              body: [UInt8]? = nil, runner: RetryRunner? = nil) throws(StoreError) -> CurlResponse {
         let slashInQuery = query.contains { $0.1.contains("/") }
-        return try retry.run(key: key, bases: [config.endpoint]) { _, left in
+        return try (runner ?? retry).run(key: key, bases: [config.endpoint]) { _, left in
             do throws(CurlError) {
                 let raw = rawSlashQueries.load(ordering: .relaxed)
                 let r = try self.send(method, objectKey: objectKey, query: query, body: body, rawSlash: raw, timeLeft: left)
@@ -164,7 +171,7 @@ public final class S3Store: ObjectStore {
                 }
                 return self.judge(r, key: key)
             } catch {
-                return Remote.attempt(error, key: key, store: self.description)
+                return Remote.attempt(error, key: key, store: self.description, caBundle: self.caBundle)
             }
         }
     }
@@ -173,6 +180,11 @@ public final class S3Store: ObjectStore {
 
     public func get(_ key: String) throws -> [UInt8] {
         try call(.get, key: key, objectKey: prefix + key).body
+    }
+
+    /// A GET under another retry policy (a probe with a short deadline).
+    func get(_ key: String, policy: RetryPolicy) throws -> [UInt8] {
+        try call(.get, key: key, objectKey: prefix + key, runner: RetryRunner(policy: policy, store: description)).body
     }
 
     public func put(_ key: String, _ bytes: [UInt8]) throws {

@@ -10,6 +10,8 @@ public struct StoreOptions: Codable, Sendable, Equatable {
     public var mirrors: [String] = []
     /// A request that cannot complete within this many seconds, retries included, fails.
     public var requestDeadline: Double = 60
+    /// A PEM file of CAs to trust for TLS (`--ca-bundle`); see `CABundle` for the precedence.
+    public var caBundle: String?
 
     public init() {}
 }
@@ -19,7 +21,7 @@ public enum StoreFactory {
     /// `http://…` or `https://…`.
     public static func open(_ spec: String, options: StoreOptions = StoreOptions()) throws -> ObjectStore {
         if spec.hasPrefix("s3://") { return try S3Store(url: spec, options: options) }
-        if spec.hasPrefix("http://") || spec.hasPrefix("https://") { return HTTPStore(urls: [spec], options: options) }
+        if spec.hasPrefix("http://") || spec.hasPrefix("https://") { return try HTTPStore(urls: [spec], options: options) }
         var path = spec
         if spec.hasPrefix("file://") {
             path = String(spec.dropFirst("file://".count))

@@ -88,6 +88,7 @@ struct Mount: ParsableCommand {
         }
         o.logFile = logFile
         o.storeOptions = storeArguments.options
+        o.refTimeout = storeArguments.refTimeout
         o.trust = trustArguments.options
         o.readAheadKB = readAheadKb
         o.kernelCacheTimeout = kernelCacheTimeout

@@ -49,7 +49,7 @@ struct Status: ParsableCommand {
         var lines = [
             "\(s.mountpoint): \(s.env) revision \(s.revision) (manifest \(s.manifest.prefix(16)))\(s.offline ? ", OFFLINE" : "")"
                 + (s.signedBy.map { ", signed by key \($0)" } ?? ""),
-            "  store     \(s.store)",
+            "  store     \(s.store)" + (s.storeCheck.map { ": \($0.summary)" } ?? ""),
             "  tree      \(s.entries) entries, \(formatBytes(s.totalBytes)) in \(s.chunks) chunks",
             "  cache     \(s.cacheDir)" + (s.cacheBytes.map { ", \(formatBytes($0)) used" } ?? "")
                 + (s.cacheLimit.map { " of \(formatBytes($0))" } ?? ""),

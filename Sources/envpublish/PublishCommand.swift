@@ -54,6 +54,10 @@ struct PublishCommand: ParsableCommand {
     @Option(help: "S3 region (R2: auto); default AWS_REGION or the profile's.")
     var region: String?
 
+    @Option(help: "PEM file of the CAs to trust for an s3:// endpoint over TLS (default: AWS_CA_BUNDLE, the AWS profile's ca_bundle, CURL_CA_BUNDLE, SSL_CERT_FILE, else the system store).",
+            completion: .file())
+    var caBundle: String?
+
     @Option(name: .customLong("sign"), help: ArgumentHelp(
         "Sign the ref with this Ed25519 private key (PEM, from `envpublish keygen` or `openssl genpkey -algorithm ed25519`).",
         discussion: "Mounts given the matching public key (`envmount mount --trust KEY.pub`, or /etc/envmount/trusted.d/) accept only refs it signed.",
@@ -75,6 +79,7 @@ struct PublishCommand: ParsableCommand {
         var storeOptions = StoreOptions()
         storeOptions.endpoint = endpoint
         storeOptions.region = region
+        storeOptions.caBundle = caBundle
         var options = PublishOptions(env: name)
         options.skipSpecial = skipSpecial
         options.compressionLevel = level

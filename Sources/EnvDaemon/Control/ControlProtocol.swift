@@ -77,6 +77,8 @@ public struct StatusInfo: Codable, Sendable, Equatable {
     public var nativeTree: String? = nil
     /// Whether this revision is materialized in the cache (for the next mount, if not this one).
     public var materialized: Bool? = nil
+    /// The store asked again for this status (reachable? newer revision?).
+    public var storeCheck: StoreCheck? = nil
 }
 
 /// One request or reply as the line sent on the socket.
