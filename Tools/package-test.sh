@@ -12,6 +12,7 @@ cd "$ENVMOUNT_ROOT"
 
 fail() { echo "package-test: FAIL: $*" >&2; exit 1; }
 VERSION=$(sed -n 's/.*static let version = "\(.*\)".*/\1/p' Sources/EnvFormat/ProductVersion.swift)
+FORMAT=$(sed -n 's/.*static let formatVersion: UInt32 = \([0-9]*\).*/\1/p' Sources/EnvFormat/Manifest.swift)
 ARCH=$(uname -m)
 TARBALL="dist/envmount-$VERSION-linux-$ARCH.tar.gz"
 DEB="dist/envmount_${VERSION}_$(dpkg --print-architecture).deb"
@@ -72,7 +73,7 @@ fi
 check_version() {
     local out
     out=$("$1" --version)
-    [ "$out" = "$2 $VERSION (store format 1)" ] || { echo "package-test: FAIL: $1 --version printed '$out'" >&2; exit 1; }
+    [ "$out" = "$2 $VERSION (store format $FORMAT)" ] || { echo "package-test: FAIL: $1 --version printed '$out'" >&2; exit 1; }
     echo "package-test: $out"
 }
 check_version "$PKG/bin/envmount" envmount

@@ -6,6 +6,8 @@
 #include <sys/vfs.h>
 #include <sys/statvfs.h>
 #include <sys/mount.h>
+#include <string.h>
+#include <gnu/libc-version.h>
 #include <sys/xattr.h>
 
 int envmount_seek_data(void) { return SEEK_DATA; }
@@ -35,6 +37,12 @@ int envmount_mount(const char *source, const char *target, const char *fstype, c
 int envmount_umount(const char *path) { return umount2(path, 0); }
 
 int envmount_syncfs(int fd) { return syncfs(fd); }
+
+const void *envmount_memmem(const void *haystack, size_t hlen, const void *needle, size_t nlen) {
+    return memmem(haystack, hlen, needle, nlen);
+}
+
+const char *envmount_glibc_version(void) { return gnu_get_libc_version(); }
 
 int envmount_lsetxattr(const char *path, const char *name, const void *value, unsigned long size) {
     return lsetxattr(path, name, value, size, 0);

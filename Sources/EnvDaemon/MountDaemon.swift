@@ -29,8 +29,10 @@ public enum MountDaemon {
         var o = options
         try o.validate()
         // mountinfo names mount points by their resolved path; a stale mount cannot be resolved.
-        let given = Mountpoints.absolute(o.mountpoint)
-        o.mountpoint = try prepareMountpoint((try? FS.realpath(given)) ?? given)
+        if !o.mountpoint.isEmpty {
+            let given = Mountpoints.absolute(o.mountpoint)
+            o.mountpoint = try prepareMountpoint((try? FS.realpath(given)) ?? given)
+        }
         o.store = o.store.contains("://") ? o.store : Mountpoints.absolute(o.store)
         o.cacheDir = Mountpoints.absolute(o.cacheDir ?? ChunkCache.defaultDirectory())
         let cache = try ChunkCache(directory: o.cacheDir!, limit: o.cacheSize)
@@ -50,6 +52,7 @@ public enum MountDaemon {
                                    announce: true, explicitRevision: o.revision != nil)
         }
         o.env = opened.env
+        if o.mountpoint.isEmpty { o.mountpoint = try defaultMountpoint(opened.manifest) }
         o.logFile = o.logFile.map(Mountpoints.absolute) ?? "\(o.cacheDir!)/logs/\(opened.env).log"
         if let p = o.prefetch {
             let key = Profile.objectKey(env: opened.env, manifest: opened.ref.manifest, name: p)
@@ -62,6 +65,7 @@ public enum MountDaemon {
         try ControlPaths.prepareDirectory()
         do { try FuseSession.preflight(mountpoint: o.mountpoint) } catch let e as FuseMountError { throw MountError(e.description) }
         if foreground {
+            reportRelocation(opened.manifest, mountpoint: o.mountpoint, relocate: o.relocate)
             try serve(o, store: store, cache: cache, opened: opened, daemonChild: false)
             return
         }
@@ -78,6 +82,7 @@ public enum MountDaemon {
             }
             throw MountError(e.timedOut ? e.description + " (its log: \(o.logFile!))" : e.description)
         }
+        reportRelocation(opened.manifest, mountpoint: o.mountpoint, relocate: o.relocate)
         Console.out("mounted \(opened.env) revision \(opened.ref.revision) at \(o.mountpoint) (\(opened.manifestSummary); pid \(pid), log \(o.logFile!))")
     }
 
@@ -180,8 +185,9 @@ public enum MountDaemon {
         ra.maxChunks = o.readAheadChunks
         ra.initialChunks = min(2, o.readAheadChunks)
         let recorder = AccessRecorder(chunkCount: manifest.chunks.count)
+        let relocated = o.relocate ? RelocatedFiles.make(manifest: manifest, mountpoint: mp.pathBytes) : nil
         let fs = EnvFilesystem(manifest: manifest, fetcher: fetcher, pool: pool, readAhead: o.readAheadChunks > 0 ? ra : nil,
-                               onChunkRead: { recorder.record($0) })
+                               relocated: relocated, onChunkRead: { recorder.record($0) })
         let service = MountService(mountpoint: mp, opened: opened, store: store, cache: cache, fs: fs,
                                    fetcher: fetcher, pool: pool, recorder: recorder)
         var config = FuseConfig()
@@ -195,8 +201,9 @@ public enum MountDaemon {
         // cache), puts an overlay at the mount point; the FUSE mount then sits under it, hidden.
         let layer = try o.writable.map { try WritableLayer(dir: $0) }
         let tree = MaterializedTree(cacheDirectory: cache.directory, manifest: manifest, id: opened.ref.manifest)
-        // Overlayfs is root's: other users' mounts neither build nor serve trees.
-        let nativeAllowed = o.native && ProcessControl.userID == 0
+        // Overlayfs is root's: other users' mounts neither build nor serve trees. A materialized
+        // tree holds the bytes as published: a relocated mount is served through FUSE.
+        let nativeAllowed = o.native && ProcessControl.userID == 0 && relocated == nil
         let (native, treeNote) = nativeAllowed ? NativeServing.useTree(tree) : (false, nil)
         let overlaid = layer != nil || native
         let fuseMountpoint = layer?.lower ?? (overlaid ? EnvOverlay.hiddenLower(for: mp) : mp)
@@ -241,6 +248,7 @@ public enum MountDaemon {
                 Console.error("envmount: serving \(env) revision \(revision) at \(mp); unmount or Ctrl-C to stop")
             }
             Log.info("mounted \(env) revision \(revision) at \(mp), pid \(ProcessControl.pid)")
+            for line in relocationLines(manifest, relocated, relocate: o.relocate, listLimit: .max) { Log.info(line) }
             if let p = prefetch {
                 do {
                     let job = try service.warmProfile(p)

@@ -7,7 +7,8 @@ import EnvStore
 public struct MountOptions: Codable, Sendable, Equatable {
     /// The store: an absolute path, file://, s3:// or http(s):// URL.
     public var store: String
-    /// Absolute path of the directory to mount on.
+    /// Absolute path of the directory to mount on; empty: the path the environment was
+    /// published from (created if missing).
     public var mountpoint: String
     public var env: String?
     /// A recorded revision to mount on purpose instead of the current one (`--revision`).
@@ -39,6 +40,8 @@ public struct MountOptions: Codable, Sendable, Equatable {
     public var prefetch: String?
     /// libfuse's per-request debug output.
     public var fuseDebug = false
+    /// Present files that name the source path with the mount path instead (see RelocatedFiles).
+    public var relocate = true
     /// A local writable layer's directory (overlayfs upper and work directories; root only).
     public var writable: String?
     /// Serve a materialized tree of the revision when the cache holds one, and build one once

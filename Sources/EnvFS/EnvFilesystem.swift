@@ -33,11 +33,15 @@ public final class EnvFilesystem: Sendable {
     /// Optional observer of chunk reads (access profiles).
     let onChunkRead: (@Sendable (UInt32) -> Void)?
     let readAhead: ReadAhead?
+    /// Files and symlinks presented with the mount path in place of the source path (nil: as published).
+    public let relocated: RelocatedFiles?
 
     public init(manifest: Manifest, fetcher: ChunkFetcher, pool: FetchPool? = nil,
                 readAhead: ReadAheadConfig? = ReadAheadConfig(),
+                relocated: RelocatedFiles? = nil,
                 onChunkRead: (@Sendable (UInt32) -> Void)? = nil) {
         self.manifest = manifest
+        self.relocated = relocated
         self.fetcher = fetcher
         self.onChunkRead = onChunkRead
         self.readAhead = readAhead.map { ReadAhead(config: $0, fetcher: fetcher, pool: pool) }
@@ -77,9 +81,13 @@ public final class EnvFilesystem: Sendable {
         let e = manifest.entries[i]
         let owner = e.kind == .regular ? Int(e.owner) : i
         let o = manifest.entries[owner]
+        var size = o.kind == .symlink ? UInt64(o.count) : o.size
+        if let r = relocated {
+            if o.kind == .symlink, let t = r.symlinkTarget(owner) { size = UInt64(t.count) }
+            if r.has(owner) { size = r.size(owner, published: o.size) }
+        }
         return Attributes(ino: UInt64(owner + 1), kind: o.kind, mode: o.mode, nlink: linkCount[owner],
-                          uid: o.uid, gid: o.gid,
-                          size: o.kind == .symlink ? UInt64(o.count) : o.size, mtimeNs: o.mtimeNs)
+                          uid: o.uid, gid: o.gid, size: size, mtimeNs: o.mtimeNs)
     }
 
     public func getattr(_ ino: UInt64) throws(FSError) -> Attributes {
@@ -96,7 +104,7 @@ public final class EnvFilesystem: Sendable {
     public func readlink(_ ino: UInt64) throws(FSError) -> [UInt8] {
         let i = try index(ino)
         guard manifest.entries[i].kind == .symlink else { throw .notSymlink }
-        return manifest.symlinkTarget(i)
+        return relocated?.symlinkTarget(i) ?? manifest.symlinkTarget(i)
     }
 
     public func open(_ ino: UInt64, writable: Bool) throws(FSError) {
@@ -132,9 +140,32 @@ public final class EnvFilesystem: Sendable {
         }
     }
 
-    /// Reads up to `size` bytes at `offset`. A read inside one chunk is answered with the cache
-    /// file itself (the FUSE layer can splice it); others are assembled into a buffer.
+    /// Reads up to `size` bytes at `offset` of the file as presented (relocated or published).
     public func read(_ ino: UInt64, offset: UInt64, size: Int) throws(FSError) -> ReadResult {
+        let i = try index(ino)
+        let owner = Int(manifest.entries[i].owner)
+        if let r = relocated, r.has(owner) {
+            return .bytes(try r.read(owner, offset: offset, count: size, publishedSize: manifest.entries[owner].size,
+                                     path: self.path(ino)) { (off: UInt64, n: Int) throws(FSError) -> [UInt8] in
+                try self.publishedBytes(ino, offset: off, size: n)
+            })
+        }
+        return try readPublished(ino, offset: offset, size: size)
+    }
+
+    /// The published bytes, copied out of a cache file when the read path answers with one.
+    func publishedBytes(_ ino: UInt64, offset: UInt64, size: Int) throws(FSError) -> [UInt8] {
+        switch try readPublished(ino, offset: offset, size: size) {
+        case let .bytes(b): return b
+        case let .file(fd, off, len):
+            defer { fd.close() }
+            do { return try fd.read(count: len, offset: off) } catch { throw FSError.io("reading cached chunk for \(path(ino)): \(error)") }
+        }
+    }
+
+    /// Reads up to `size` bytes at `offset` as published. A read inside one chunk is answered
+    /// with the cache file itself (the FUSE layer can splice it); others are assembled into a buffer.
+    func readPublished(_ ino: UInt64, offset: UInt64, size: Int) throws(FSError) -> ReadResult {
         let i = try index(ino)
         let e = manifest.entries[Int(manifest.entries[i].owner)]
         guard e.kind == .regular else { throw .isDirectory }

@@ -2,7 +2,7 @@ import SysKit
 
 // Manifest object layout (all integers little-endian):
 //
-//   "ENVMNFST" u32 version(1) u32 flags(0) u64 bodySize   then one zstd frame of the body
+//   "ENVMNFST" u32 version(2; 1 is read) u32 flags(0) u64 bodySize   then one zstd frame of the body
 //
 // body:
 //   chunking: u32 min, u32 avg, u32 max
@@ -13,6 +13,7 @@ import SysKit
 //   entries:  u64 n, n × (u32 parent, u32 nameStart, u16 nameLength, u8 kind, u32 mode, u32 uid,
 //             u32 gid, i64 mtimeNs, u64 size, u32 first, u32 count, u32 owner)
 //   spans:    u64 n, n × (u32 chunk, u32 offset, u32 length)
+//   relocation (version 2 only): see Relocation.swift
 
 extension Manifest {
     static let magic = Array("ENVMNFST".utf8)
@@ -37,6 +38,7 @@ extension Manifest {
         }
         w.u64(UInt64(spans.count))
         for s in spans { w.u32(s.chunk); w.u32(s.offset); w.u32(s.length) }
+        relocation.encode(into: &w)
 
         var out = ByteWriter()
         out.raw(Manifest.magic)
@@ -55,8 +57,8 @@ extension Manifest {
             throw FormatError("not an envmount manifest (bad magic)")
         }
         let version = try h.u32("version")
-        guard version == formatVersion else {
-            throw FormatError("manifest format version \(version) is not supported (this envmount reads version \(formatVersion))")
+        guard readableVersions.contains(version) else {
+            throw FormatError("manifest format version \(version) is not supported (this envmount reads versions \(readableVersions.lowerBound)-\(readableVersions.upperBound))")
         }
         _ = try h.u32("flags")
         let bodySize = try h.u64("body size")
@@ -113,10 +115,12 @@ extension Manifest {
         for _ in 0..<spanCount {
             spans.append(Span(chunk: try r.u32("span"), offset: try r.u32("span"), length: try r.u32("span")))
         }
+        let relocation = version >= 2 ? try Relocation.decode(from: &r) : Relocation()
         guard r.remaining == 0 else { throw FormatError("\(r.remaining) unexpected bytes after the manifest") }
         let m = Manifest(chunking: chunking, sourcePath: sourcePath, metadata: metadata, chunks: chunks,
-                         entries: entries, names: names, spans: spans)
+                         entries: entries, names: names, spans: spans, relocation: relocation)
         try m.validate()
+        try relocation.validate(m)
         return m
     }
 

@@ -43,7 +43,9 @@ public struct Manifest: Sendable {
         public var owner: UInt32
     }
 
-    public static let formatVersion: UInt32 = 1
+    /// Written by this envmount; 1 (no relocation records) is still read.
+    public static let formatVersion: UInt32 = 2
+    public static let readableVersions: ClosedRange<UInt32> = 1...2
 
     public var chunking: ChunkingParams
     /// The path the tree was published from (a venv's scripts name it in their shebangs).
@@ -54,9 +56,13 @@ public struct Manifest: Sendable {
     public var entries: [Entry]
     public var names: [UInt8]
     public var spans: [Span]
+    /// Where the tree names its source path (format 2; empty in format 1).
+    public var relocation: Relocation
 
     public init(chunking: ChunkingParams, sourcePath: [UInt8], metadata: [(key: String, value: String)],
-                chunks: [ChunkRecord], entries: [Entry], names: [UInt8], spans: [Span]) {
+                chunks: [ChunkRecord], entries: [Entry], names: [UInt8], spans: [Span],
+                relocation: Relocation = Relocation()) {
+        self.relocation = relocation
         self.chunking = chunking
         self.sourcePath = sourcePath
         self.metadata = metadata
@@ -64,6 +70,10 @@ public struct Manifest: Sendable {
         self.entries = entries
         self.names = names
         self.spans = spans
+    }
+
+    public func metadataValue(_ key: String) -> String? {
+        metadata.first { $0.key == key }?.value
     }
 
     public func name(_ i: Int) -> ArraySlice<UInt8> {

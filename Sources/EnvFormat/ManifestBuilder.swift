@@ -36,8 +36,9 @@ public struct ManifestBuilder {
         nodes[node].spans.append(span)
     }
 
+    /// `relocation` names nodes by their index here; the manifest's records name entries.
     public func build(chunking: ChunkingParams, sourcePath: [UInt8], metadata: [(key: String, value: String)],
-                      chunks: [Manifest.ChunkRecord]) throws -> Manifest {
+                      chunks: [Manifest.ChunkRecord], relocation: Relocation = Relocation()) throws -> Manifest {
         precondition(!nodes.isEmpty && nodes[0].kind == .directory)
         var children = [[Int]](repeating: [], count: nodes.count)
         for i in 1..<nodes.count { children[nodes[i].parent].append(i) }
@@ -90,9 +91,17 @@ public struct ManifestBuilder {
             }
             entries.append(e)
         }
+        var rel = relocation
+        for k in rel.files.indices { rel.files[k].entry = UInt32(newIndex[Int(rel.files[k].entry)]) }
+        for k in rel.symlinks.indices { rel.symlinks[k].entry = UInt32(newIndex[Int(rel.symlinks[k].entry)]) }
+        for k in rel.patches.indices { rel.patches[k].entry = UInt32(newIndex[Int(rel.patches[k].entry)]) }
+        rel.files.sort { $0.entry < $1.entry }
+        rel.symlinks.sort { $0.entry < $1.entry }
+        rel.patches.sort { ($0.entry, $0.offset) < ($1.entry, $1.offset) }
         let m = Manifest(chunking: chunking, sourcePath: sourcePath, metadata: metadata, chunks: chunks,
-                         entries: entries, names: names, spans: spans)
+                         entries: entries, names: names, spans: spans, relocation: rel)
         try m.validate()
+        try rel.validate(m)
         return m
     }
 }

@@ -7,6 +7,7 @@ public enum PublishError: Error, CustomStringConvertible, Sendable {
     case changedDuringPublish(String)
     case invalidEnvName(String)
     case store(String)
+    case interpreter(String)
     case badExclude(pattern: String, reason: String)
 
     public var description: String {
@@ -17,6 +18,7 @@ public enum PublishError: Error, CustomStringConvertible, Sendable {
         case let .changedDuringPublish(p): return "\(p) changed while it was being published; publish again once nothing writes to the tree"
         case let .invalidEnvName(n): return "invalid environment name '\(n)' (letters, digits, '-', '_' and '.', not starting with '.' or '-')"
         case let .store(m): return m
+        case let .interpreter(m): return m
         case let .badExclude(p, r): return "exclude pattern '\(p)': \(r)"
         }
     }

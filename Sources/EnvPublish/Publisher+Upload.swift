@@ -33,7 +33,7 @@ extension Publisher {
         var error: Error?
     }
 
-    func chunkAndUpload(_ walker: TreeWalker, known: StoreState) throws -> UploadResult {
+    func chunkAndUpload(_ walker: TreeWalker, known: StoreState, scanner: inout PrefixScanner) throws -> UploadResult {
         var builder = walker.builder
         let files = walker.files
         let state = Mutex(Uploads())
@@ -119,6 +119,7 @@ extension Publisher {
             defer { fd.close() }
             let size = f.stat.size
             var pos: UInt64 = 0
+            scanner.begin(node: f.node, name: builder.nodes[f.node].name)
             do {
                 while pos < size {
                     // Sparse sources: holes become zero spans, and are never read.
@@ -140,6 +141,7 @@ extension Publisher {
                         let want = Int(min(UInt64(blockSize), dataEnd - pos))
                         let got = try fd.preadFully(into: &buffer, at: 0, count: want, offset: pos)
                         if got < want { throw PublishError.changedDuringPublish(f.path.pathString) }
+                        scanner.feed(offset: pos, buffer: buffer, count: got)
                         emit(chunker.append(file: f.node, fileOffset: pos, bytes: buffer[0..<got]))
                         pos += UInt64(got)
                         prog.bytesRead += UInt64(got)
@@ -147,6 +149,7 @@ extension Publisher {
                 }
                 let after = try FS.lstat(f.path)
                 if after.size != f.stat.size || after.mtimeNs != f.stat.mtimeNs { throw PublishError.changedDuringPublish(f.path.pathString) }
+                try scanner.end(path: f.path, relPath: Self.treePath(builder, f.node), size: size)
             } catch let e as PublishError {
                 throw e
             } catch {

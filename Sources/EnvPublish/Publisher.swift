@@ -26,6 +26,8 @@ public struct PublishOptions: Sendable {
     /// Turns a ref into the bytes written to `refs/<env>`; nil writes `Ref.encode()` as it is
     /// (a signed ref's encoding includes its signature lines).
     public var encodeRef: (@Sendable (Ref) throws -> [UInt8])?
+    /// Also publish the venv's base interpreter under `.envmount-python/` (see BundledPython).
+    public var withPython = false
     /// rsync-style exclude patterns (see ExcludeRules).
     public var excludes: [String] = []
     public init(env: String) { self.env = env }
@@ -78,10 +80,12 @@ public final class Publisher: Sendable {
     public func publish(source: String) throws -> PublishResult {
         let start = ProcessControl.monotonicNs()
         let sourcePath = try checkedSource(source)
-        let walker = try walk(sourcePath)
+        let bundle = options.withPython ? try BundledPython.locate(source: sourcePath) : nil
+        let walker = try walk(sourcePath, bundle: bundle)
         let known = try storeState()
-        var uploaded = try chunkAndUpload(walker, known: known)
-        let (encoded, table) = try buildManifest(walker, uploaded, sourcePath: sourcePath)
+        var scanner = PrefixScanner(prefixes: Self.relocationPrefixes(sourcePath: sourcePath, bundle: bundle))
+        var uploaded = try chunkAndUpload(walker, known: known, scanner: &scanner)
+        let (encoded, table) = try buildManifest(walker, uploaded, sourcePath: sourcePath, scanner: scanner, bundle: bundle)
         try putManifest(encoded)
         if try gcRan(since: known.gcCompleted) {
             // A gc ran while this publish did: it may have deleted chunks this publish reused.
@@ -89,7 +93,8 @@ public final class Publisher: Sendable {
             let now = try storeState()
             if !Set(table.map(\.id)).isSubset(of: now.present) {
                 warn("envpublish: a gc ran during this publish and removed chunks it reuses; uploading them again")
-                let again = try chunkAndUpload(walker, known: now)
+                var rescan = PrefixScanner(prefixes: scanner.prefixes)
+                let again = try chunkAndUpload(walker, known: now, scanner: &rescan)
                 uploaded.chunksUploaded += again.chunksUploaded
                 uploaded.bytesUploaded += again.bytesUploaded
                 do { try store.sync() } catch { throw PublishError.store("\(error)") }
@@ -132,9 +137,10 @@ public final class Publisher: Sendable {
     }
 
     /// Stage 1: every entry of the tree into a ManifestBuilder, regular files listed in path order.
-    func walk(_ sourcePath: String) throws -> TreeWalker {
+    func walk(_ sourcePath: String, bundle: BundledPython?) throws -> TreeWalker {
         var walker = TreeWalker(skipSpecial: options.skipSpecial, excludes: try ExcludeRules(patterns: options.excludes), warn: warn)
         try walker.walk(root: sourcePath.pathBytes)
+        if let b = bundle { try walker.walkBundle(b) }
         if let d = store as? DirectoryStore { try d.createIfMissing() }
         return walker
     }
@@ -173,7 +179,8 @@ public final class Publisher: Sendable {
     }
 
     /// Stage 3: one table entry per distinct chunk, spans renumbered to it, encoded.
-    func buildManifest(_ walker: TreeWalker, _ up: UploadResult, sourcePath: String) throws -> (encoded: [UInt8], table: [Manifest.ChunkRecord]) {
+    func buildManifest(_ walker: TreeWalker, _ up: UploadResult, sourcePath: String, scanner: PrefixScanner,
+                       bundle: BundledPython?) throws -> (encoded: [UInt8], table: [Manifest.ChunkRecord]) {
         var finalIndex: [ChunkID: UInt32] = [:]
         var table: [Manifest.ChunkRecord] = []
         var remap = [UInt32](repeating: 0, count: up.ids.count)
@@ -188,14 +195,17 @@ public final class Publisher: Sendable {
         for n in builder.nodes.indices where !builder.nodes[n].spans.isEmpty {
             builder.remapChunks(n) { $0 == Manifest.Span.zeros ? $0 : remap[Int($0)] }
         }
+        let relocation = Relocation(prefixes: scanner.prefixes, files: scanner.files,
+                                    symlinks: Self.symlinkRecords(builder, prefixes: scanner.prefixes), patches: scanner.patches)
+        let metadata = (Self.pythonFacts(sourcePath) + Self.environmentFacts(scanner, builder, bundle: bundle)).sorted { $0.key < $1.key }
         let manifest = try builder.build(chunking: options.chunking, sourcePath: sourcePath.pathBytes,
-                                         metadata: Self.pythonFacts(sourcePath), chunks: table)
+                                         metadata: metadata, chunks: table, relocation: relocation)
         return (try manifest.encode(), table)
     }
 
     /// `home` and `version` from a venv's pyvenv.cfg, when there is one.
     static func pythonFacts(_ source: String) -> [(key: String, value: String)] {
-        var facts: [(key: String, value: String)] = [("envmount.format", "1")]
+        var facts: [(key: String, value: String)] = [("envmount.format", "\(Manifest.formatVersion)")]
         guard let cfg = try? FS.readFile(source + "/pyvenv.cfg") else { return facts }
         for line in String(decoding: cfg, as: UTF8.self).split(separator: "\n") {
             let kv = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: " \t") }

@@ -19,6 +19,8 @@ struct TreeWalker {
     let excludes: ExcludeRules
     let warn: (String) -> Void
     private var inodes: [HardlinkKey: Int] = [:]
+    /// Paths left out of the walk (with their contents).
+    var bundleExcluded: Set<PathBytes> = []
 
     struct HardlinkKey: Hashable {
         var device: UInt64
@@ -39,6 +41,24 @@ struct TreeWalker {
         try walkDirectory(root, relative: [], index: r)
     }
 
+    /// --with-python: the base interpreter's installation as `.envmount-python/`, less its exclusions.
+    mutating func walkBundle(_ b: BundledPython) throws {
+        guard builder.nodes.allSatisfy({ $0.parent != 0 || $0.name != BundledPython.directoryName.pathBytes }) else {
+            throw PublishError.interpreter("the source has a top-level \(BundledPython.directoryName); that name is reserved for --with-python")
+        }
+        bundleExcluded = Set(b.excluded)
+        try walkExtra(b.prefix.pathBytes, as: BundledPython.directoryName.pathBytes)
+    }
+
+    /// Adds the directory `path` as a top-level directory `name` of the tree, with its contents.
+    mutating func walkExtra(_ path: PathBytes, as name: PathBytes) throws {
+        let st: FileStat
+        do { st = try FS.stat(path) } catch { throw PublishError.unreadable(path: path.pathString, reason: "\(error)") }
+        guard st.kind == .directory else { throw PublishError.notADirectory(path.pathString) }
+        let i = builder.add(node(parent: 0, name: name, st, kind: .directory))
+        try walkDirectory(path, relative: name, index: i)
+    }
+
     private func node(parent: Int, name: PathBytes, _ st: FileStat, kind: Manifest.Kind) -> ManifestBuilder.Node {
         ManifestBuilder.Node(parent: parent, name: name, kind: kind, mode: st.mode, uid: st.uid, gid: st.gid,
                              mtimeNs: st.mtimeNs, size: kind == .directory ? 0 : st.size)
@@ -53,6 +73,7 @@ struct TreeWalker {
         names.sort { compareBytes($0, $1) < 0 }
         for name in names {
             let child = path.appendingComponent(name)
+            if bundleExcluded.contains(child) { continue }
             let st: FileStat
             do { st = try FS.lstat(child) } catch { throw PublishError.unreadable(path: child.pathString, reason: "\(error)") }
             let rel = relative.isEmpty ? name : relative + [UInt8(ascii: "/")] + name

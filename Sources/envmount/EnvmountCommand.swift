@@ -16,6 +16,6 @@ struct EnvmountCommand: ParsableCommand {
               envmount unmount /opt/venv
             """,
         version: "envmount " + ProductVersion.line,
-        subcommands: [Mount.self, Unmount.self, Reset.self, Warm.self, Status.self, ProfileCommand.self, CacheCommand.self, Daemon.self,
+        subcommands: [Mount.self, Unmount.self, Reset.self, CheckCommand.self, Warm.self, Status.self, ProfileCommand.self, CacheCommand.self, Daemon.self,
                       ListCommand.self, DiffCommand.self, FreezeCommand.self])
 }

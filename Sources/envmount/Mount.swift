@@ -16,8 +16,8 @@ struct Mount: ParsableCommand {
     @Argument(help: "The store: a directory, file:///dir, s3://bucket/prefix, or http(s)://…")
     var store: String
 
-    @Argument(help: "An empty directory to mount on.")
-    var mountpoint: String
+    @Argument(help: "The directory to mount on (default: the path the environment was published from, created if missing). Any other path works too: files that name the source path are presented with this path instead.")
+    var mountpoint: String?
 
     @Option(help: "Environment to mount (may be left out when the store holds one).")
     var env: String?
@@ -71,6 +71,9 @@ struct Mount: ParsableCommand {
     @Flag(help: "Log every FUSE request (libfuse's debug output; with --foreground).")
     var fuseDebug = false
 
+    @Flag(help: "Present every file exactly as published, even when mounted at another path than the source path.")
+    var noRelocate = false
+
     @Option(help: ArgumentHelp("Put a local writable layer in DIR over the environment (overlayfs; root only): pip install and uninstall work, the published environment stays read-only underneath. The layer persists across remounts with the same DIR and keeps the revision it was made over; `envmount reset` discards it.", valueName: "DIR"))
     var writable: String?
 
@@ -79,7 +82,7 @@ struct Mount: ParsableCommand {
 
     /// The flags as one MountOptions; every mount option is a field there.
     func options() throws -> MountOptions {
-        var o = MountOptions(store: store, mountpoint: mountpoint)
+        var o = MountOptions(store: store, mountpoint: mountpoint ?? "")
         o.env = env
         o.revision = revision
         o.cacheDir = cacheDir
@@ -100,6 +103,7 @@ struct Mount: ParsableCommand {
         o.streamReadAhead = streamReadAhead
         o.prefetch = prefetch
         o.fuseDebug = fuseDebug
+        o.relocate = !noRelocate
         o.writable = writable.map(Mountpoints.absolute)
         o.native = !noNative
         return o

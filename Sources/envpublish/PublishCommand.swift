@@ -54,6 +54,9 @@ struct PublishCommand: ParsableCommand {
     @Option(help: "S3 region (R2: auto); default AWS_REGION or the profile's.")
     var region: String?
 
+    @Flag(help: "Also publish the venv's base interpreter (the installation pyvenv.cfg's `home` belongs to: pyenv, uv-managed, python-build-standalone) under .envmount-python/, so the mount runs on a machine without that Python. Its site-packages and test suite are left out. A system Python in /usr is refused.")
+    var withPython = false
+
     @Option(help: "PEM file of the CAs to trust for an s3:// endpoint over TLS (default: AWS_CA_BUNDLE, the AWS profile's ca_bundle, CURL_CA_BUNDLE, SSL_CERT_FILE, else the system store).",
             completion: .file())
     var caBundle: String?
@@ -84,6 +87,7 @@ struct PublishCommand: ParsableCommand {
         options.skipSpecial = skipSpecial
         options.compressionLevel = level
         options.workers = jobs
+        options.withPython = withPython
         options.excludes = excludes
         let tty = Console.isTerminal(2)
         let quiet = self.quiet

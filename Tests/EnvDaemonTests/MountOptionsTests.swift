@@ -26,6 +26,7 @@ final class MountOptionsTests: XCTestCase {
         o.streamReadAhead = 9
         o.prefetch = "import-torch"
         o.fuseDebug = true
+        o.relocate = false
         o.trust.keys = ["/keys/a.pub", "/keys/b.pub"]
         o.trust.configDir = "/etc/envmount-test"
         o.trust.stateDir = "/var/tmp/state"

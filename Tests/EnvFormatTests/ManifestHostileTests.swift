@@ -35,7 +35,7 @@ final class ManifestHostileTests: XCTestCase {
         var bad = object
         bad[0] = UInt8(ascii: "X")
         assertRejected(bad, "bad magic")
-        for version: UInt32 in [0, 2, 0x0100_0000, .max] {
+        for version: UInt32 in [0, 3, 0x0100_0000, .max] {
             var v = object
             v.replaceSubrange(8..<12, with: le(version))
             assertRejected(v, "version \(version)")

@@ -36,7 +36,7 @@ enum ManifestObject {
     }
 
     /// A manifest object around `body`: magic, version, flags 0, body size, one zstd frame.
-    static func wrap(_ body: [UInt8], version: UInt32 = 1, bodySize: UInt64? = nil) throws -> [UInt8] {
+    static func wrap(_ body: [UInt8], version: UInt32 = Manifest.formatVersion, bodySize: UInt64? = nil) throws -> [UInt8] {
         Array("ENVMNFST".utf8) + le(version) + le(UInt32(0)) + le(bodySize ?? UInt64(body.count))
             + (try Zstd.compress(body, level: 1))
     }

@@ -2,6 +2,7 @@
 // struct and function share a name.
 #ifndef ENVMOUNT_CSYS_H
 #define ENVMOUNT_CSYS_H
+#include <stddef.h>
 #include <stdint.h>
 
 /// lseek whence values that need _GNU_SOURCE.
@@ -17,6 +18,10 @@ int envmount_statvfs_avail(const char *path, uint64_t *bytes);
 int envmount_syncfs(int fd);
 /// umount2(path, MNT_DETACH): lazy unmount, for a stale FUSE mount left by a killed daemon.
 int envmount_umount_lazy(const char *path);
+/// memmem(3) (GNU): the first occurrence of needle in haystack, or NULL.
+const void *envmount_memmem(const void *haystack, size_t hlen, const void *needle, size_t nlen);
+/// gnu_get_libc_version(3): this machine's glibc version, e.g. "2.36".
+const char *envmount_glibc_version(void);
 /// mount(2) with MS_NOSUID | MS_NODEV (as FUSE mounts have): `source` on `target` as `fstype` with option string `data`.
 int envmount_mount(const char *source, const char *target, const char *fstype, const char *data);
 /// umount2(path, 0): unmount now, EBUSY while files are open.
