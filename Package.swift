@@ -41,7 +41,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "envpublish", dependencies: [
-            "EnvPublish", "EnvStore", "EnvFormat", "SysKit",
+            "EnvPublish", "EnvStore", "EnvFormat", "EnvPython", "SysKit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

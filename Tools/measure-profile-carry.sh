@@ -16,7 +16,7 @@ rm -rf "$W"; mkdir -p "$W"
 "$PY" -m venv "$W/src/venv"
 V="$W/src/venv"
 "$V/bin/python" -m pip list --format=freeze --disable-pip-version-check 2>/dev/null | paste -sd' ' | sed 's/^/rev 1: /'
-"$BIN/envpublish" "$V" "$W/store" --quiet
+"$BIN/envpublish" "$V" "$W/store" --quiet --no-record
 record() {  # record REV NAME: fresh cache, no read-ahead, run WORK, save profile NAME
     mkdir -p "$W/mnt"
     "$BIN/envmount" mount "$W/store" "$W/mnt" --cache-dir "$W/cache-$2" --read-ahead-chunks 0 --stream-read-ahead 0 >/dev/null
@@ -27,7 +27,7 @@ record() {  # record REV NAME: fresh cache, no read-ahead, run WORK, save profil
 record 1 rec
 "$V/bin/python" -m pip install --no-index --no-deps --disable-pip-version-check -q "$UPGRADE"
 "$V/bin/python" -m pip list --format=freeze --disable-pip-version-check 2>/dev/null | paste -sd' ' | sed 's/^/rev 2: /'
-"$BIN/envpublish" "$V" "$W/store" --quiet
+"$BIN/envpublish" "$V" "$W/store" --quiet --no-record
 record 2 fresh
 "$PY" - "$W/store" <<'PY'
 import os, sys

@@ -9,6 +9,9 @@
 #include <string.h>
 #include <gnu/libc-version.h>
 #include <sys/xattr.h>
+#include <spawn.h>
+
+extern char **environ;
 
 int envmount_seek_data(void) { return SEEK_DATA; }
 int envmount_seek_hole(void) { return SEEK_HOLE; }
@@ -48,3 +51,24 @@ int envmount_lsetxattr(const char *path, const char *name, const void *value, un
     return lsetxattr(path, name, value, size, 0);
 }
 int envmount_flock_exclusive(int fd) { return flock(fd, LOCK_EX); }
+
+int envmount_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                   const char *outfile, int *pid) {
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int rc = posix_spawn_file_actions_init(&fa);
+    if (rc != 0) return rc;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attr, 0);
+    if (cwd) rc = posix_spawn_file_actions_addchdir_np(&fa, cwd);
+    if (rc == 0) rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    if (rc == 0 && outfile) rc = posix_spawn_file_actions_addopen(&fa, 1, outfile, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (rc == 0 && outfile) rc = posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    pid_t child = 0;
+    if (rc == 0) rc = posix_spawn(&child, path, &fa, &attr, argv, envp ? envp : environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (rc == 0) *pid = (int)child;
+    return rc;
+}

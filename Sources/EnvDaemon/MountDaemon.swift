@@ -216,7 +216,7 @@ public enum MountDaemon {
             pool.stop()
             throw MountError(e.description)
         }
-        let env = opened.env, revision = opened.ref.revision, prefetch = o.prefetch, wantNative = nativeAllowed
+        let env = opened.env, revision = opened.ref.revision, prefetch = o.prefetch, prefetchDefault = o.prefetchDefault, wantNative = nativeAllowed
         let overlayFailed = LayerFailure()
         let materializer = NativeServing.Materializer(tree: tree, fetcher: fetcher, cache: cache)
         let record = WritableLayer.Record(store: o.store, env: env, manifest: opened.ref.manifest, revision: revision)
@@ -249,10 +249,12 @@ public enum MountDaemon {
             }
             Log.info("mounted \(env) revision \(revision) at \(mp), pid \(ProcessControl.pid)")
             for line in relocationLines(manifest, relocated, relocate: o.relocate, listLimit: .max) { Log.info(line) }
-            if let p = prefetch {
+            if let p = prefetch ?? (prefetchDefault ? "default" : nil) {
                 do {
                     let job = try service.warmProfile(p)
                     Log.info("prefetching profile \(p): \(job.totalChunks) chunks, \(formatBytes(job.totalBytes))")
+                } catch let e as ProfileNotFound where prefetch == nil {
+                    Log.info("no profile default for this revision: nothing prefetched (\(e))")
                 } catch {
                     Log.error("cannot prefetch profile \(p): \(error)")
                 }

@@ -38,6 +38,9 @@ public struct MountOptions: Codable, Sendable, Equatable {
     public var streamReadAhead: Int?
     /// A recorded profile to prefetch once mounted.
     public var prefetch: String?
+    /// Without `prefetch`, prefetch profile `default` when the store has one for the revision
+    /// (envpublish records it at publish time).
+    public var prefetchDefault = true
     /// libfuse's per-request debug output.
     public var fuseDebug = false
     /// Present files that name the source path with the mount path instead (see RelocatedFiles).
@@ -75,6 +78,7 @@ public struct MountOptions: Codable, Sendable, Equatable {
         guard (0...256).contains(streamReadAhead ?? 0) else { throw MountError("--stream-read-ahead must be 0...256") }
         guard (0...256).contains(readAheadChunks) else { throw MountError("--read-ahead-chunks must be 0...256") }
         guard (4...16384).contains(readAheadKB) else { throw MountError("--read-ahead-kb must be 4...16384") }
+        if prefetch != nil && !prefetchDefault { throw MountError("--prefetch and --no-prefetch exclude each other") }
         if let p = prefetch, !Ref.isValidEnvName(p) { throw MountError("invalid profile name '\(p)' (letters, digits, '-', '_', '.')") }
     }
 }

@@ -140,11 +140,16 @@ final class MountService: Sendable {
         let key = try profileKey(name)
         let bytes: [UInt8]
         do { bytes = try store.get(key) } catch let e as StoreError where e.isNotFound {
-            throw MountError("no profile '\(name)' for \(env) revision \(ref.revision) in \(store.description) (save one with `envmount profile save`)")
+            throw ProfileNotFound(description: "no profile '\(name)' for \(env) revision \(ref.revision) in \(store.description) (save one with `envmount profile save`)")
         }
         let p = try Profile.decode(bytes)
         guard p.manifest == ref.manifest else { throw MountError("profile \(key) was recorded for another manifest") }
         pool.profileActive.store(true, ordering: .relaxed)
         return pool.submit(label: "profile \(name)", chunks: p.chunks.compactMap { chunkIndex[$0] })
     }
+}
+
+/// The store holds no such profile for the mounted revision.
+public struct ProfileNotFound: Error, CustomStringConvertible {
+    public let description: String
 }

@@ -296,3 +296,36 @@ struct OwnershipWalker {
         return true
     }
 }
+
+extension PackageResolver {
+    /// Installer tooling, not something a workload imports.
+    static let tooling: Set<String> = ["pip", "setuptools", "wheel", "distribute", "pkg-resources", "uv"]
+
+    /// The names `import` takes for a distribution's top-level packages and modules: from
+    /// top_level.txt, else from its RECORD (a directory with an `__init__.py`, a `.py` file or an
+    /// extension module directly in site-packages). Private (`_x`) and test names are left out.
+    public func importNames(of d: Distribution) -> [String] {
+        if Self.tooling.contains(d.normalized) { return [] }
+        var names: [String] = []
+        func add(_ n: String) {
+            guard let f = n.first, f.isLetter, !n.hasPrefix("_"), n != "test", n != "tests",
+                  n.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }), !names.contains(n) else { return }
+            names.append(n)
+        }
+        if let top = try? FS.readFile(root + "/" + d.distInfo + "/top_level.txt") {
+            for n in Self.lines(top) { add(n.trimmingWhitespace()) }
+            return names
+        }
+        let prefix = d.site + "/"
+        for p in recordPaths(of: d) ?? [] where p.hasPrefix(prefix) {
+            let parts = p.dropFirst(prefix.count).split(separator: "/")
+            if parts.count == 2, parts[1] == "__init__.py" { add(String(parts[0])) }
+            if parts.count == 1 {
+                let file = parts[0]
+                if file.hasSuffix(".py") { add(String(file.dropLast(3))) }
+                if file.hasSuffix(".so"), let dot = file.firstIndex(of: ".") { add(String(file[..<dot])) }
+            }
+        }
+        return names
+    }
+}

@@ -65,8 +65,11 @@ struct Mount: ParsableCommand {
     @Option(help: "Chunks of the path-ordered stream fetched after each chunk a reader misses (default: 32 for remote stores, 0 for a directory, which has no latency to hide; off while a profile is prefetched).")
     var streamReadAhead: Int?
 
-    @Option(help: "Start fetching this recorded profile in the background once mounted (see `envmount profile save`).")
+    @Option(help: "Start fetching this recorded profile in the background once mounted (default: profile `default`, which envpublish records, when the store has one for this revision; see `envmount profile save`).")
     var prefetch: String?
+
+    @Flag(help: "Do not prefetch profile `default`.")
+    var noPrefetch = false
 
     @Flag(help: "Log every FUSE request (libfuse's debug output; with --foreground).")
     var fuseDebug = false
@@ -102,6 +105,7 @@ struct Mount: ParsableCommand {
         o.readAheadChunks = readAheadChunks
         o.streamReadAhead = streamReadAhead
         o.prefetch = prefetch
+        o.prefetchDefault = !noPrefetch
         o.fuseDebug = fuseDebug
         o.relocate = !noRelocate
         o.writable = writable.map(Mountpoints.absolute)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import EnvFormat
 import EnvPublish
+import EnvPython
 import EnvStore
 import SysKit
 
@@ -67,12 +68,29 @@ struct PublishCommand: ParsableCommand {
         valueName: "KEYFILE"))
     var signKey: String?
 
+    @Option(name: .customLong("record"), help: ArgumentHelp(
+        "After publishing, record a start-up profile: run this Python code on a fresh mount of the new revision and store what it read (repeatable; NAME=CODE names the profile, else `default`).",
+        discussion: "Without --record, the imports of the environment's top-level packages that import cleanly (each tried in its own interpreter with a time limit) are recorded as `default`. Every mount prefetches `default`. Needs envmount next to envpublish, root (or FUSE rights) and a Python environment.",
+        valueName: "CODE"))
+    var records: [String] = []
+
+    @Flag(help: "Do not record a start-up profile after publishing.")
+    var noRecord = false
+
+    @Option(help: "Seconds a recorded snippet (and the import probe) may run.")
+    var recordTimeout: Double = 300
+
     @Flag(name: .shortAndLong, help: "Print only errors and the final ref.")
     var quiet = false
 
     func validate() throws {
         guard (1...19).contains(level) else { throw ValidationError("--level must be between 1 and 19") }
         guard jobs >= 1 && jobs <= 256 else { throw ValidationError("--jobs must be between 1 and 256") }
+        if noRecord && !records.isEmpty { throw ValidationError("--record and --no-record exclude each other") }
+        guard recordTimeout > 0, recordTimeout.isFinite else { throw ValidationError("--record-timeout must be a positive number of seconds") }
+        for r in ProfileRecording.parse(records) where r.code.trimmingWhitespace().isEmpty {
+            throw ValidationError("--record '\(r.profile)=' has no code to run")
+        }
         guard pricePerGb.isFinite && pricePerGb >= 0 else { throw ValidationError("--price-per-gb must be a number >= 0") }
     }
 
@@ -131,6 +149,25 @@ struct PublishCommand: ParsableCommand {
             }
             if !quiet, let cost = try? StoreCost.measure(s) {
                 Console.out(cost.summary(pricePerGB: pricePerGb))
+            }
+            if !noRecord {
+                let snippets = ProfileRecording.parse(records)
+                let defaultKey = Profile.objectKey(env: name, manifest: r.ref.manifest, name: "default")
+                if r.unchanged && snippets.isEmpty && ((try? s.exists(defaultKey)) ?? false) {
+                    if !quiet { Console.out("profile default: already recorded for this revision") }
+                } else {
+                    var storeArgs: [String] = []
+                    if let e = endpoint { storeArgs += ["--endpoint", e] }
+                    if let g = region { storeArgs += ["--region", g] }
+                    if let c = caBundle { storeArgs += ["--ca-bundle", (try? FS.realpath(c)) ?? c] }
+                    let rec = ProfileRecording(store: store, storeArgs: storeArgs, env: name, manifestHex: r.ref.manifest.hex, revision: r.ref.revision,
+                                               source: (try? FS.realpath(source)) ?? source, timeout: recordTimeout, quiet: quiet)
+                    do {
+                        if try !rec.run(snippets: snippets) { throw RecordError("a recorded snippet failed (see above)") }
+                    } catch {
+                        throw RecordError("published revision \(r.ref.revision), but \(error)")
+                    }
+                }
             }
         } catch {
             if tty { Console.write(2, "\r\u{1b}[K") }

@@ -69,7 +69,8 @@ final class Harness {
     }
 
     func publish(_ source: String, _ store: String, _ extra: [String] = []) throws -> CommandResult {
-        try run("envpublish", [source, store, "--quiet"] + extra)
+        // No publish-time profile: a mount would prefetch it and change what a test measures.
+        try run("envpublish", [source, store, "--quiet", "--no-record"] + extra)
     }
 
     /// Mounts and remembers the mount and daemon for tearDown. Fails the test on error.

@@ -150,4 +150,78 @@ final class RealWheelTests: XCTestCase {
         XCTAssertEqual(imp.status, 0, imp.stderr)
         XCTAssertEqual(imp.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "6")
     }
+
+    /// Polls status until every job has finished (or `seconds` pass).
+    func waitForJobs(_ mp: String, seconds: Double = 60) throws -> [String: Any] {
+        let end = Date().addingTimeInterval(seconds)
+        var s = try status(mp)
+        while Date() < end {
+            let jobs = s["jobs"] as? [[String: Any]] ?? []
+            if !jobs.isEmpty && jobs.allSatisfy({ $0["finished"] as? Bool == true }) { return s }
+            usleep(200_000)
+            s = try status(mp)
+        }
+        return s
+    }
+
+    func testPublishRecordsTheImportsAsProfileDefaultAndEveryMountPrefetchesIt() throws {
+        let store = h.dir + "/store"
+        let p = try h.run("envpublish", [Self.venv!, store, "--env", "wheels", "--quiet"])
+        XCTAssertEqual(p.status, 0, p.stderr)
+        let manifests = try FS.listDirectory(store + "/profiles/wheels")
+        XCTAssertEqual(manifests.count, 1)
+        XCTAssertEqual(try FS.listDirectory(store + "/profiles/wheels/" + manifests[0]), ["default"], "envpublish -q records too")
+        let v = try h.run("envpublish", [Self.venv!, store, "--env", "wheels"])
+        XCTAssertEqual(v.status, 0, v.stderr)
+        XCTAssertTrue(v.stdout.contains("already recorded"), v.stdout)
+        let again = try h.run("envpublish", [Self.venv!, store + "-2", "--env", "wheels"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stdout.contains("recording the imports of") && again.stdout.contains("numpy") && again.stdout.contains("dateutil"), again.stdout)
+        XCTAssertFalse(again.stdout.contains(" pip"), "installer tooling is not a workload: \(again.stdout)")
+
+        let nginx = try NginxServer(serving: store)
+        stops.append { nginx.stop() }
+        let mnt = h.dir + "/mnt"
+        try h.mount(nginx.url + "/", mnt, cache: h.dir + "/cache", ["--env", "wheels", "--read-ahead-chunks", "0", "--stream-read-ahead", "0"])
+        let s = try waitForJobs(mnt)
+        let jobs = s["jobs"] as? [[String: Any]] ?? []
+        XCTAssertEqual(jobs.map { $0["label"] as? String }, ["profile default"], "\(s)")
+        XCTAssertGreaterThan(s["chunksFetched"] as? Int ?? 0, 5)
+        XCTAssertEqual(s["recordedChunks"] as? Int, 0, "nothing has been read yet: the chunks came from the prefetch")
+        print("prefetch of profile default: \(s["chunksFetched"] ?? 0) chunks, \(s["rawBytesFetched"] ?? 0) raw bytes before any read")
+
+        // What the recording imported now needs no store at all.
+        nginx.stop()
+        let imp = try h.run(mnt + "/bin/python", ["-c", "import numpy, dateutil.parser; print(numpy.ones(4).sum())"])
+        XCTAssertEqual(imp.status, 0, imp.stderr)
+        XCTAssertEqual(imp.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "4.0")
+
+        let mnt2 = h.dir + "/mnt2"
+        try h.mount(store, mnt2, cache: h.dir + "/cache2", ["--env", "wheels", "--no-prefetch"])
+        let s2 = try status(mnt2)
+        XCTAssertEqual((s2["jobs"] as? [Any])?.count, 0, "\(s2)")
+        XCTAssertEqual(s2["chunksFetched"] as? Int, 0)
+    }
+
+    func testRecordSnippetsAsNamedProfilesAndReportFailures() throws {
+        let store = h.dir + "/store"
+        let p = try h.run("envpublish", [Self.venv!, store, "--env", "wheels", "--record", "dates=import dateutil.parser"])
+        XCTAssertEqual(p.status, 0, p.stderr)
+        let profiles = h.dir + "/store/profiles/wheels"
+        let manifests = try FS.listDirectory(profiles)
+        XCTAssertEqual(manifests.count, 1)
+        XCTAssertEqual(try FS.listDirectory(profiles + "/" + manifests[0]), ["dates"], "only the named profile, no default")
+
+        let bad = try h.run("envpublish", [Self.venv!, store, "--env", "wheels", "--record", "import no_such_module_here"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("published revision 1, but") && bad.stderr.contains("no_such_module_here"), bad.stderr)
+
+        // envpublish without its sibling envmount says what is missing.
+        let lone = h.dir + "/lone"
+        try FS.makeDirectories(lone)
+        XCTAssertEqual(Servers.run("/bin/cp", [h.bin + "/envpublish", lone + "/envpublish"]).0, 0)
+        let l = try h.run(lone + "/envpublish", [Self.venv!, store, "--env", "wheels", "--record", "import numpy"])
+        XCTAssertNotEqual(l.status, 0)
+        XCTAssertTrue(l.stderr.contains("needs envmount next to envpublish") && l.stderr.contains(lone + "/envmount"), l.stderr)
+    }
 }

@@ -210,7 +210,7 @@ SRC_BYTES=$(du -sb "$SRC" | cut -f1); SRC_FILES=$(find "$SRC" -type f | wc -l)
 pub=(); tarz=()
 for r in $(seq "$REPS"); do
   rm -rf "$W/store" "$W/venv.tar.zst"; mkdir -p "$W/store"
-  drop; pub+=("$(timed "${EP[@]}" "$SRC" "$W/store" --env "$ENV_NAME")")
+  drop; pub+=("$(timed "${EP[@]}" "$SRC" "$W/store" --env "$ENV_NAME" --no-record)")
   drop; tarz+=("$(timed bash -c "set -o pipefail; tar -cf - -C '$SRC_PARENT' venv-small | zstd -q -T0 -3 -f -o '$W/venv.tar.zst'")")
 done
 STORE="$W/store"
@@ -293,7 +293,7 @@ do_unmount "$MNT" "$pid"
 
 # ---------------------------------------------------------------- f: 100k-entry tree
 TSTORE="$W/store-tree"; mkdir -p "$TSTORE"
-drop; tp=$(timed "${EP[@]}" "$TREE" "$TSTORE" --env "$ENV_NAME")
+drop; tp=$(timed "${EP[@]}" "$TREE" "$TSTORE" --env "$ENV_NAME" --no-record)
 TMNT="$W/mnt-tree"; TCACHE="$W/cache-tree"
 drop
 do_mount "$TSTORE" "$TMNT" "$TCACHE"; tpid=$MPID

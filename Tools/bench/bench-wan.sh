@@ -146,7 +146,7 @@ prepare() { # venv: publish + tar.zst, once per source version
   echo "== preparing $v: envpublish + tar.zst of $src"
   rm -rf "$d"; mkdir -p "$d"
   local t0; t0=$(now)
-  run "$EP" "$src" "$d/store" --env "$ENV_NAME" -q
+  run "$EP" "$src" "$d/store" --env "$ENV_NAME" -q --no-record
   echo "   envpublish: $(since "$t0") s, $(du -sb "$d/store" | cut -f1) bytes"
   t0=$(now)
   tar -C "$src" -cf - . | zstd -T0 -3 -q -o "$d/venv.tar.zst"

@@ -30,4 +30,9 @@ int envmount_umount(const char *path);
 int envmount_lsetxattr(const char *path, const char *name, const void *value, unsigned long size);
 /// flock(fd, LOCK_EX): an exclusive lock on the open file (Swift sees `flock` as the struct).
 int envmount_flock_exclusive(int fd);
+/// posix_spawn of `path` with `argv`/`envp` (NULL-terminated; envp NULL: this process's), in
+/// `cwd` (NULL: here), stdin from /dev/null and stdout+stderr appended to `outfile` (NULL: inherited),
+/// in a process group of its own (so a timeout can stop its children too). 0 or an errno.
+int envmount_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                   const char *outfile, int *pid);
 #endif
