@@ -58,6 +58,11 @@ struct CacheIndex {
     var reserved: UInt64 = 0
     /// Pin counts; a pinned id is never evicted (it need not be cached yet).
     var pins: [ChunkID: Int] = [:]
+    /// Inserts under way per id, from before the entry's file is renamed into place until it is
+    /// in `entries`. Such an id is never evicted, removed or learned from disk: between the
+    /// rename and `endInsert` its file exists while the index does not know it yet, and an
+    /// eviction or a learn in that window would leave the index counting a file that is gone.
+    var inserting: [ChunkID: Int] = [:]
     var lastTick: Int64 = 0
     /// False until the background scan has been merged.
     var scanned = false
@@ -136,14 +141,14 @@ extension ChunkCache {
         index.withLock { ix in
             for (shard, name) in listEntryFiles() {
                 let p = "\(root)/chunks/\(shard)/\(name)"
-                if let id = ChunkID(hex: name), ix.pins[id] != nil { continue }
+                if let id = ChunkID(hex: name), ix.pins[id] != nil || ix.inserting[id] != nil { continue }
                 guard let st = try? FS.lstat(p) else { continue }
                 do { try FS.removeTree(p) } catch { continue }
                 removed.entries += 1
                 removed.bytes += st.size
                 if let id = ChunkID(hex: name) { ix.drop(id) }
             }
-            for id in Array(ix.entries.keys) where ix.pins[id] == nil { ix.drop(id) }
+            for id in Array(ix.entries.keys) where ix.pins[id] == nil && ix.inserting[id] == nil { ix.drop(id) }
         }
         if includeMetadata {
             for sub in ["manifests", "refs"] {
@@ -183,6 +188,8 @@ extension ChunkCache {
             }
             if bad {
                 index.withLock { ix in
+                    // An insert under way renames good bytes over this file: leave it to that.
+                    if let id, ix.inserting[id] != nil { return }
                     try? FS.removeTree(p)
                     if let id { ix.drop(id) }
                 }
@@ -217,49 +224,58 @@ extension ChunkCache {
         case .touch:
             try? FS.touch(path)
         case .learn:
-            // Written by another process, or not scanned yet: learn its size now.
-            guard let st = try? FS.lstat(path) else { return }
-            let stale = now - max(st.mtimeNs, st.atimeNs) >= Self.persistIntervalNs
+            // Written by another process, or not scanned yet: learn its size now. The lstat runs
+            // under the lock, as evictions unlink under it: a stat taken before the lock could
+            // describe a file that an eviction removed meanwhile, and the index would then count
+            // bytes that are not on disk, outside any reservation (so over the limit). An entry
+            // this process is inserting is left to `endInsert`.
+            var touch = false
             index.withLock { ix in
-                if ix.entries[id] == nil {
-                    ix.put(id, .init(size: st.size, tick: ix.nextTick(now), persisted: stale ? now : st.mtimeNs))
-                }
+                guard ix.entries[id] == nil, ix.inserting[id] == nil, let st = try? FS.lstat(path) else { return }
+                touch = now - max(st.mtimeNs, st.atimeNs) >= Self.persistIntervalNs
+                ix.put(id, .init(size: st.size, tick: ix.nextTick(now), persisted: touch ? now : st.mtimeNs))
             }
-            if stale { try? FS.touch(path) }
+            if touch { try? FS.touch(path) }
         }
     }
 
-    /// Drops `id` from the index (its file is gone).
-    func forget(_ id: ChunkID) {
-        index.withLock { $0.drop(id) }
+    /// After an open found no file: drops `id` from the index if its file is still gone, checked
+    /// under the lock. Without the check, an insert that renamed the file and recorded it between
+    /// the failed open and this call would be dropped, leaving a file the index no longer counts.
+    func forgetIfGone(_ id: ChunkID, path: String) {
+        index.withLock { ix in
+            guard ix.entries[id] != nil || !ix.scanned, ix.inserting[id] == nil, !FS.exists(path) else { return }
+            ix.drop(id)
+        }
     }
 
-    /// Makes room for `size` more bytes under the limit and reserves them.
-    func reserve(_ id: ChunkID, _ size: UInt64) {
-        guard let limit else { return }
-        waitForScan()
+    /// Marks an insert of `id` under way and, with a limit, makes room for `size` more bytes and
+    /// reserves them, so usage plus reservations stays within the limit.
+    func beginInsert(_ id: ChunkID, _ size: UInt64) {
+        if limit != nil { waitForScan() }
         index.withLock { ix in
+            ix.inserting[id, default: 0] += 1
+            guard let limit else { return }
+            // The entry being replaced (if any) cannot be evicted now (it is `inserting`), and its
+            // bytes are replaced by this insert's.
             let existing = ix.entries[id]?.size ?? 0
             let after = ix.bytes - existing + ix.reserved + size
             if after > limit {
                 // Evict a little more than needed so the sort in evictLocked is paid once per batch.
                 let slack = min(limit / 50, 256 << 20)
-                _ = evictLocked(&ix, atLeast: after - limit + slack, sparing: id)
+                _ = evictLocked(&ix, atLeast: after - limit + slack)
             }
             ix.reserved += size
         }
     }
 
-    func unreserve(_ size: UInt64) {
-        index.withLock { $0.reserved -= size }
-    }
-
-    /// Records a new entry as just used.
-    func added(_ id: ChunkID, _ size: UInt64, reserved: Bool) {
+    /// Ends an insert begun by `beginInsert`; when it landed, records the entry as just used.
+    func endInsert(_ id: ChunkID, _ size: UInt64, landed: Bool) {
         let now = ProcessControl.wallClockNs()
         index.withLock { ix in
-            if reserved { ix.reserved -= size }
-            ix.put(id, .init(size: size, tick: ix.nextTick(now), persisted: now))
+            if limit != nil { ix.reserved -= size }
+            if let n = ix.inserting[id] { ix.inserting[id] = n > 1 ? n - 1 : nil }
+            if landed { ix.put(id, .init(size: size, tick: ix.nextTick(now), persisted: now)) }
         }
     }
 
@@ -276,12 +292,12 @@ extension ChunkCache {
     /// Unlinks least-recently-used unpinned entries until `atLeast` bytes are freed or none is
     /// left. Runs under the index lock so no open or insert sees a half-evicted entry. An entry
     /// a reader still has open stays readable through its fd (Linux frees it at the last close).
-    func evictLocked(_ ix: inout CacheIndex, atLeast: UInt64, sparing: ChunkID? = nil) -> CacheRemoval {
+    func evictLocked(_ ix: inout CacheIndex, atLeast: UInt64) -> CacheRemoval {
         var removed = CacheRemoval()
         guard atLeast > 0 else { return removed }
         var candidates: [(tick: Int64, id: ChunkID)] = []
         candidates.reserveCapacity(ix.entries.count)
-        for (id, e) in ix.entries where ix.pins[id] == nil && id != sparing { candidates.append((e.tick, id)) }
+        for (id, e) in ix.entries where ix.pins[id] == nil && ix.inserting[id] == nil { candidates.append((e.tick, id)) }
         candidates.sort { $0.tick < $1.tick }
         for c in candidates {
             if removed.bytes >= atLeast { break }

@@ -52,7 +52,12 @@ public final class ChunkCache: Sendable {
         self.root = directory + "/" + ChunkCache.layoutVersion
         self.durable = durable
         self.limit = limit
-        for sub in ["chunks", "tmp", "manifests", "refs"] { try FS.makeDirectories(root + "/" + sub, mode: 0o700) }
+        // Whoever can write these directories decides what a mount serves (until verification
+        // refuses it) and can fill or empty the cache: they must be this user's alone. One made
+        // by another user first (say in a shared /tmp), or writable by group or others, is refused.
+        for dir in [directory, root] + ["chunks", "tmp", "manifests", "refs"].map({ root + "/" + $0 }) {
+            try SecureDirectory.prepare(dir)
+        }
         removeAbandonedTemporaries()
         scanDone.enter()
         DispatchQueue.global(qos: .utility).async { [self] in
@@ -61,13 +66,20 @@ public final class ChunkCache: Sendable {
         }
     }
 
-    /// The default cache location: `$XDG_CACHE_HOME/envmount`, else `~/.cache/envmount`
-    /// (`/var/cache/envmount` for root).
+    /// The default cache location: `$XDG_CACHE_HOME/envmount` (an absolute one; the XDG spec
+    /// says to ignore a relative one), else `/var/cache/envmount` for root, else
+    /// `$HOME/.cache/envmount`, else `/tmp/envmount-cache-UID`. That last one sits in a directory
+    /// every user can write, so `init` refuses it unless this user owns it and nobody else can
+    /// write it (another user could have made it first to plant entries).
     public static func defaultDirectory() -> String {
-        if let x = ProcessControl.environment("XDG_CACHE_HOME"), !x.isEmpty { return x + "/envmount" }
-        if ProcessControl.userID == 0 { return "/var/cache/envmount" }
-        if let h = ProcessControl.environment("HOME"), !h.isEmpty { return h + "/.cache/envmount" }
-        return "/tmp/envmount-cache-\(ProcessControl.userID)"
+        defaultDirectory(userID: ProcessControl.userID, environment: ProcessControl.environment)
+    }
+
+    static func defaultDirectory(userID: UInt32, environment: (String) -> String?) -> String {
+        if let x = environment("XDG_CACHE_HOME"), x.hasPrefix("/") { return x + "/envmount" }
+        if userID == 0 { return "/var/cache/envmount" }
+        if let h = environment("HOME"), h.hasPrefix("/") { return h + "/.cache/envmount" }
+        return "/tmp/envmount-cache-\(userID)"
     }
 
     public func path(of id: ChunkID) -> String {
@@ -82,7 +94,7 @@ public final class ChunkCache: Sendable {
         do {
             fd = try FileDescriptor.open(p, O_RDONLY)
         } catch let e as SystemError where e.errno == ENOENT {
-            forget(id)
+            forgetIfGone(id, path: p)
             return nil
         }
         markUsed(id, path: p)
@@ -108,8 +120,8 @@ public final class ChunkCache: Sendable {
         }
         let final = path(of: id)
         let dir = String(final[..<final.lastIndex(of: "/")!])
-        if !FS.exists(dir) { try FS.makeDirectories(dir, mode: 0o700) }
-        if limit != nil { reserve(id, size) }
+        if !FS.exists(dir) { try FS.makeDirectories(dir, mode: 0o700) } // inside chunks/, which is ours alone
+        beginInsert(id, size)
         do {
             while true {
                 do {
@@ -123,16 +135,21 @@ public final class ChunkCache: Sendable {
                 }
             }
         } catch {
-            if limit != nil { unreserve(size) }
+            endInsert(id, size, landed: false)
             throw error
         }
-        added(id, size, reserved: limit != nil)
+        endInsert(id, size, landed: true)
     }
 
     /// Removes an entry found damaged (short or unreadable), so the next read fetches it again.
+    /// An entry being inserted right now is left alone: its rename replaces the damaged file.
     public func remove(_ id: ChunkID) {
-        try? FS.unlink(path(of: id))
-        forget(id)
+        let p = path(of: id)
+        index.withLock { ix in
+            guard ix.inserting[id] == nil else { return }
+            try? FS.unlink(p)
+            ix.drop(id)
+        }
     }
 
     // MARK: manifests and refs, for offline mounts

@@ -1,6 +1,13 @@
 // The read path's source of chunk bytes: the disk cache first, else the store. A chunk that
 // several readers want at once is fetched once (single flight); fetched bytes are decompressed
 // and their SHA-256 compared with the chunk's id before anything is cached or returned.
+//
+// Cached bytes are not trusted either: the first time this process uses a cache entry, the
+// whole entry is read and its SHA-256 compared with its name (in the same single flight as a
+// fetch), and only then is it served; the result is remembered per chunk for the life of the
+// process, so each entry is hashed once per mount. An entry that is short, long, or holds other
+// bytes (a flipped bit, a truncation, another chunk's file under this name) is logged, removed
+// and fetched again. Entries this process wrote itself were hashed before they were written.
 import Dispatch
 import Glibc
 import Synchronization
@@ -24,9 +31,17 @@ public final class ChunkFetcher: Sendable {
     }
 
     private let flights = Mutex<[UInt32: Flight]>([:])
-    /// Chunks the cache had no room for, served from memory (a few, oldest dropped first).
-    private let memoryChunks = Mutex<[UInt32: [UInt8]]>([:])
-    static let memoryChunkLimit = 16
+    /// One bit per chunk: its cache entry has been hashed (or written) by this process.
+    private let verified: Mutex<[UInt64]>
+    /// Chunks the cache had no room for (its file system full of other data, or every entry in
+    /// use), held in memory up to `memoryLimit` bytes; see `MemoryChunks`.
+    private let memoryChunks: Mutex<MemoryChunks>
+    /// Default bytes of chunks held in memory while the cache is full: room for the read-ahead
+    /// windows (stream 32 and within-file 16 chunks of ~1 MiB) plus what readers are on.
+    public static let defaultMemoryLimit = 96 << 20
+    /// Set when the cache refused an insert as full, cleared when one succeeds. While set,
+    /// read-ahead stops where memory would have to drop chunks no reader has used yet.
+    private let cacheFull = Atomic<Bool>(false)
     private let lastErrorMessage = Mutex<String?>(nil)
     public let stats = FetchStats()
 
@@ -40,12 +55,25 @@ public final class ChunkFetcher: Sendable {
         demandMissHandler.withLock { $0 = handler }
     }
 
-    public init(store: any ObjectStore, cache: ChunkCache, manifest: Manifest,
+    public init(store: any ObjectStore, cache: ChunkCache, manifest: Manifest, memoryLimit: Int = defaultMemoryLimit,
                 describe: @escaping @Sendable (UInt32) -> String = { "chunk \($0)" }) {
+        self.memoryChunks = Mutex(MemoryChunks(limit: memoryLimit))
         self.store = store
         self.cache = cache
         self.chunks = manifest.chunks
         self.describe = describe
+        self.verified = Mutex([UInt64](repeating: 0, count: manifest.chunks.count / 64 + 1))
+    }
+
+    /// Whether chunk `index`'s cache entry has been checked by this process.
+    public func isVerified(_ index: UInt32) -> Bool {
+        verified.withLock { $0[Int(index >> 6)] & (1 << UInt64(index & 63)) != 0 }
+    }
+
+    private func setVerified(_ index: UInt32, _ on: Bool) {
+        verified.withLock { v in
+            if on { v[Int(index >> 6)] |= 1 << UInt64(index & 63) } else { v[Int(index >> 6)] &= ~(1 << UInt64(index & 63)) }
+        }
     }
 
     /// Where a chunk's bytes are: a cache file (the caller closes it), or memory when the cache
@@ -64,20 +92,32 @@ public final class ChunkFetcher: Sendable {
         defer { cache.unpin(rec.id) }
         for _ in 0..<3 {
             if let fd = try? cache.open(rec.id) {
-                stats.hits.add(1, ordering: .relaxed)
-                return .file(fd)
+                if isVerified(index) {
+                    stats.hits.add(1, ordering: .relaxed)
+                    return .file(fd)
+                }
+                // First use in this process: hashed (or, if damaged, refetched) by `fetch`.
+                fd.close()
+                try fetch(index)
+                continue
             }
-            if let bytes = memoryChunks.withLock({ $0[index] }) { return .memory(bytes) }
+            // Gone (evicted, or removed by another process): check whatever comes back.
+            setVerified(index, false)
+            if let bytes = memoryChunks.withLock({ $0.use(index) }) { return .memory(bytes) }
             demandMissHandler.withLock { $0 }?(index)
             try fetch(index)
         }
         throw FSError.io("chunk \(rec.id) (\(describe(index))) vanished from the cache after being fetched")
     }
 
-    /// Whether chunk `index` is in the cache (one stat).
+    /// Whether chunk `index` is in the cache (one stat) or held in memory.
     public func isCached(_ index: UInt32) -> Bool {
         cache.contains(chunks[Int(index)].id, rawSize: chunks[Int(index)].rawSize)
+            || memoryChunks.withLock { $0.holds(index) }
     }
+
+    /// Bytes of chunks held in memory because the cache was full.
+    public var memoryBytes: Int { memoryChunks.withLock { $0.bytes } }
 
     /// Reads `count` bytes at `offset` of chunk `index` into `buffer[at...]`.
     public func read(_ index: UInt32, offset: UInt32, count: Int, into buffer: inout [UInt8], at: Int) throws(FSError) {
@@ -101,8 +141,15 @@ public final class ChunkFetcher: Sendable {
         }
     }
 
-    /// Makes sure chunk `index` is in the cache; waits for a fetch already under way.
-    public func fetch(_ index: UInt32) throws(FSError) {
+    /// Makes sure chunk `index` is in the cache (or, when the cache is full, in memory); waits
+    /// for a fetch already under way. A `speculative` fetch (read-ahead) is skipped while the
+    /// cache is full and memory has no room left without dropping chunks no reader has used: a
+    /// guess must not push out bytes a reader is about to ask for, or both are fetched twice.
+    public func fetch(_ index: UInt32, speculative: Bool = false) throws(FSError) {
+        if speculative && cacheFull.load(ordering: .relaxed) {
+            let size = Int(chunks[Int(index)].rawSize)
+            if !memoryChunks.withLock({ $0.roomForUnused(size) }) { return }
+        }
         let (flight, leader) = flights.withLock { f -> (Flight, Bool) in
             if let existing = f[index] { return (existing, false) }
             let n = Flight()
@@ -122,9 +169,39 @@ public final class ChunkFetcher: Sendable {
         if let e = flight.error.withLock({ $0 }) { throw e }
     }
 
+    /// Hashes chunk `index`'s cache entry, if there is one. True when it is the chunk; a damaged
+    /// entry is logged and removed (false), as is a missing one (false).
+    private func verifyCached(_ index: UInt32) -> Bool {
+        let rec = chunks[Int(index)]
+        guard let fd = try? cache.open(rec.id) else { return false }
+        defer { fd.close() }
+        let problem: String
+        do {
+            // One byte more than the chunk, so an entry that is too long is seen too.
+            let bytes = try fd.read(count: Int(rec.rawSize) + 1, offset: 0)
+            if bytes.count != Int(rec.rawSize) {
+                problem = "holds \(bytes.count > Int(rec.rawSize) ? "more than" : "\(bytes.count) of") the chunk's \(rec.rawSize) bytes"
+            } else if ChunkID.of(bytes) != rec.id {
+                problem = "holds other bytes (SHA-256 \(ChunkID.of(bytes)))"
+            } else {
+                setVerified(index, true)
+                stats.verified.add(1, ordering: .relaxed)
+                return true
+            }
+        } catch {
+            problem = "cannot be read: \(error)"
+        }
+        stats.damaged.add(1, ordering: .relaxed)
+        Log.error("cached chunk \(rec.id) (\(describe(index))) at \(cache.path(of: rec.id)) \(problem); removed, fetching it again")
+        cache.remove(rec.id)
+        return false
+    }
+
     private func download(_ index: UInt32) throws(FSError) {
         let rec = chunks[Int(index)]
-        if cache.contains(rec.id, rawSize: rec.rawSize) { return }
+        if isVerified(index) && cache.contains(rec.id, rawSize: rec.rawSize) { return }
+        if memoryChunks.withLock({ $0.holds(index) }) { return }
+        if verifyCached(index) { return }
         let stored: [UInt8]
         do {
             stored = try store.get(rec.id.objectKey)
@@ -154,13 +231,18 @@ public final class ChunkFetcher: Sendable {
         }
         do {
             try cache.insert(rec.id, raw)
-        } catch let e as CacheError {
-            // Nothing could be evicted (all in use): serve from memory rather than fail the read.
-            Log.error("cache full, serving chunk \(rec.id) from memory: \(e)")
-            memoryChunks.withLock { m in
-                if m.count >= Self.memoryChunkLimit, let k = m.keys.first { m.removeValue(forKey: k) }
-                m[index] = raw
+            setVerified(index, true)
+            if cacheFull.load(ordering: .relaxed) {
+                cacheFull.store(false, ordering: .relaxed)
+                Log.info("chunk cache has room again")
             }
+        } catch let e as CacheError {
+            // Nothing could be evicted (the disk is full of other data, or all in use): serve
+            // from memory rather than fail the read, and keep it there while readers need it.
+            if !cacheFull.exchange(true, ordering: .relaxed) {
+                Log.error("cache full, holding chunks in memory (up to \(memoryChunks.withLock { $0.limit } >> 20) MiB) until it has room: \(e)")
+            }
+            memoryChunks.withLock { $0.put(index, raw) }
         } catch {
             let msg = "cannot cache chunk \(rec.id): \(error)"
             Log.error(msg)
@@ -168,6 +250,63 @@ public final class ChunkFetcher: Sendable {
         }
         stats.chunksFetched.add(1, ordering: .relaxed)
         stats.rawBytesFetched.add(UInt64(raw.count), ordering: .relaxed)
+    }
+}
+
+/// Chunks held in memory while the cache is full, bounded by bytes. When over the limit, chunks
+/// a reader has already used go first (least recently used first), then, only if still over,
+/// the oldest unused ones. Read-ahead stops before it would push out an unused one
+/// (`roomForUnused`), so what it fetched stays until a reader takes it.
+struct MemoryChunks {
+    struct Held {
+        var bytes: [UInt8]
+        var tick: UInt64
+        var used: Bool
+    }
+
+    let limit: Int
+    private(set) var held: [UInt32: Held] = [:]
+    private(set) var bytes = 0
+    private var unusedBytes = 0
+    private var tick: UInt64 = 0
+
+    init(limit: Int) { self.limit = limit }
+
+    func holds(_ index: UInt32) -> Bool { held[index] != nil }
+
+    /// The chunk's bytes, marked used (and most recent).
+    mutating func use(_ index: UInt32) -> [UInt8]? {
+        guard var h = held[index] else { return nil }
+        tick += 1
+        h.tick = tick
+        if !h.used { h.used = true; unusedBytes -= h.bytes.count }
+        held[index] = h
+        return h.bytes
+    }
+
+    /// Whether `size` more unused bytes fit without dropping other unused chunks.
+    func roomForUnused(_ size: Int) -> Bool { unusedBytes + size <= limit }
+
+    mutating func put(_ index: UInt32, _ data: [UInt8]) {
+        if let old = held.removeValue(forKey: index) {
+            bytes -= old.bytes.count
+            if !old.used { unusedBytes -= old.bytes.count }
+        }
+        tick += 1
+        held[index] = Held(bytes: data, tick: tick, used: false)
+        bytes += data.count
+        unusedBytes += data.count
+        while bytes > limit && held.count > 1 {
+            // Used chunks before unused ones, older before newer; never the one just put.
+            var victim: (key: UInt32, used: Bool, tick: UInt64)?
+            for (k, h) in held where k != index {
+                if let v = victim, (v.used && !h.used) || (v.used == h.used && v.tick <= h.tick) { continue }
+                victim = (k, h.used, h.tick)
+            }
+            guard let v = victim, let gone = held.removeValue(forKey: v.key) else { break }
+            bytes -= gone.bytes.count
+            if !gone.used { unusedBytes -= gone.bytes.count }
+        }
     }
 }
 
@@ -181,11 +320,16 @@ public final class FetchStats: Sendable {
     public let joined = Atomic<UInt64>(0)
     public let errors = Atomic<UInt64>(0)
     public let corrupt = Atomic<UInt64>(0)
+    /// Cache entries hashed on first use and found good.
+    public let verified = Atomic<UInt64>(0)
+    /// Cache entries found damaged (removed and fetched again).
+    public let damaged = Atomic<UInt64>(0)
 
     public var summary: String {
         "fetched \(chunksFetched.load(ordering: .relaxed)) chunks in \(requests.load(ordering: .relaxed)) requests, "
             + "\(bytesFetched.load(ordering: .relaxed)) bytes compressed (\(rawBytesFetched.load(ordering: .relaxed)) raw); "
             + "\(hits.load(ordering: .relaxed)) cache opens, \(joined.load(ordering: .relaxed)) joined fetches, "
-            + "\(errors.load(ordering: .relaxed)) fetch errors, \(corrupt.load(ordering: .relaxed)) corrupt chunks refused"
+            + "\(errors.load(ordering: .relaxed)) fetch errors, \(corrupt.load(ordering: .relaxed)) corrupt chunks refused, "
+            + "\(verified.load(ordering: .relaxed)) cache entries verified, \(damaged.load(ordering: .relaxed)) damaged entries refetched"
     }
 }

@@ -129,6 +129,8 @@ public final class EnvFilesystem: Sendable {
             pos = 2
         }
         let kids = manifest.children(i)
+        // A caller may seek a directory anywhere (lseek to near Int.max): past the end is empty.
+        guard pos - 2 < kids.count else { return }
         var c = kids.lowerBound + (pos - 2)
         while c < kids.upperBound {
             let a = attributes(index: c)
@@ -167,7 +169,7 @@ public final class EnvFilesystem: Sendable {
         let i = try index(ino)
         let e = manifest.entries[Int(manifest.entries[i].owner)]
         guard e.kind == .regular else { throw .isDirectory }
-        if offset >= e.size || size == 0 { return .bytes([]) }
+        if offset >= e.size || size <= 0 { return .bytes([]) }
         let want = Int(min(UInt64(size), e.size - offset))
         let spans = Int(e.first)..<Int(e.first) + Int(e.count)
         // Last span starting at or before `offset`.

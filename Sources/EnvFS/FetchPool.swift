@@ -163,7 +163,7 @@ public final class FetchPool: Sendable {
             guard let item = next() else { return }
             if item.chunk == UInt32.max { continue }
             do {
-                try fetcher.fetch(item.chunk)
+                try fetcher.fetch(item.chunk, speculative: item.job == nil)
                 item.job?.complete(bytes: UInt64(chunkSizes[Int(item.chunk)]), failed: nil)
             } catch {
                 item.job?.complete(bytes: 0, failed: error.description)

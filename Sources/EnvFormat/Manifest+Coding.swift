@@ -125,8 +125,9 @@ extension Manifest {
     }
 
     /// The structural checks a mount relies on: a tree rooted at entry 0 where every entry is
-    /// the child of exactly one directory, sorted unique names without `/`, NUL, `.` or `..`,
-    /// spans inside their chunks adding up to each file's size, hardlinks to regular files.
+    /// the child of exactly one directory, sorted unique names of 1-255 bytes without `/`, NUL,
+    /// `.` or `..`, spans inside their chunks adding up to each file's size, each file's spans
+    /// its own range (in entry order, none shared, none left over), hardlinks to regular files.
     public func validate() throws {
         let n = entries.count
         guard entries[0].kind == .directory, entries[0].parent == 0 else { throw FormatError("entry 0 must be the root directory") }
@@ -134,9 +135,14 @@ extension Manifest {
         var expectedParent = [UInt32](repeating: UInt32.max, count: n)
         expectedParent[0] = 0
         var nextChild = 1
+        // Each file's spans are its own range, and the ranges follow one another in entry order
+        // with nothing between them: EnvFilesystem keeps one file offset per span, so a span
+        // that two files shared would answer with the offsets of one of them.
+        var nextSpan = 0
         for i in 1..<max(n, 1) {
             let ns = Int(entries[i].nameStart), nl = Int(entries[i].nameLength)
             guard nl > 0, ns + nl <= names.count else { throw bad(i, "name out of range") }
+            guard nl <= 255 else { throw bad(i, "name of \(nl) bytes is longer than 255") }
             let nm = names[ns..<ns + nl]
             if nm.contains(0) || nm.contains(UInt8(ascii: "/")) { throw bad(i, "name contains NUL or '/'") }
             if nm.elementsEqual([0x2e]) || nm.elementsEqual([0x2e, 0x2e]) { throw bad(i, "name is '.' or '..'") }
@@ -172,6 +178,12 @@ extension Manifest {
                     continue
                 }
                 guard Int(e.first) + Int(e.count) <= spans.count else { throw bad(i, "spans out of range") }
+                if e.count > 0 {
+                    guard Int(e.first) == nextSpan else {
+                        throw bad(i, "spans \(e.first)+\(e.count) do not follow the previous file's (next is \(nextSpan)): shared or out of order")
+                    }
+                    nextSpan += Int(e.count)
+                }
                 var total: UInt64 = 0
                 for s in spans[Int(e.first)..<Int(e.first) + Int(e.count)] {
                     if s.chunk != Span.zeros {
@@ -187,5 +199,6 @@ extension Manifest {
             }
         }
         guard nextChild == n else { throw FormatError("manifest has \(n - nextChild) entries outside the tree") }
+        guard nextSpan == spans.count else { throw FormatError("manifest has \(spans.count - nextSpan) spans no file uses") }
     }
 }

@@ -129,6 +129,38 @@ final class CacheLimitTests: XCTestCase {
         XCTAssertLessThanOrEqual(c.usage.bytes, limit)
     }
 
+    /// The window the flaky run above hit: a reader's open finds no file, an insert of the same
+    /// id renames its file into place and records it, then the reader's "no file" drops the entry
+    /// from the index, leaving a file the index does not count (so the limit no longer holds on
+    /// disk). And a reader that learns an entry while an eviction removes it counts a file that is
+    /// gone. Readers spin on ids while they are inserted and evicted, so those windows are hit.
+    func testOpensRacingInsertsAndEvictionsKeepIndexEqualToDisk() throws {
+        let size = 4 << 10, limit: UInt64 = 64 << 10
+        let c = try ChunkCache(directory: dir, durable: false, limit: limit)
+        let blobs = (0..<400).map { chunk(50_000 + $0, size: size) }
+        let ids = blobs.map { ChunkID.of($0) }
+        let next = Atomic<Int>(0), stop = Atomic<Bool>(false)
+        DispatchQueue.concurrentPerform(iterations: 4) { t in
+            if t == 0 {
+                for i in 0..<ids.count {
+                    next.store(i, ordering: .sequentiallyConsistent)
+                    try? c.insert(ids[i], blobs[i])
+                }
+                stop.store(true, ordering: .sequentiallyConsistent)
+            } else {
+                while !stop.load(ordering: .sequentiallyConsistent) {
+                    let i = next.load(ordering: .sequentiallyConsistent)
+                    // The id being inserted, and an older one being evicted.
+                    for k in [i, i + 1, max(0, i - 14 - t)] where k < ids.count {
+                        if let fd = try? c.open(ids[k]) { fd.close() }
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(c.usage.bytes, try diskBytes(c), "index and disk disagree")
+        XCTAssertLessThanOrEqual(try diskBytes(c), limit)
+    }
+
     func testEntryLargerThanLimitIsRefused() throws {
         let c = try ChunkCache(directory: dir, durable: false, limit: 1000)
         let b = chunk(1, size: 2000)

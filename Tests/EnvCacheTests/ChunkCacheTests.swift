@@ -4,7 +4,7 @@ import Synchronization
 import Glibc
 import SysKit
 import EnvFormat
-import EnvCache
+@testable import EnvCache
 
 final class ChunkCacheTests: XCTestCase {
     var dir = ""
@@ -136,5 +136,78 @@ final class ChunkCacheTests: XCTestCase {
         var wrong = 0
         for c in chunks.joined() where (try? read(caches[0], ChunkID.of(c))) != c { wrong += 1 }
         XCTAssertEqual(wrong, 0, "entries whose bytes are not their chunk's")
+    }
+
+    // MARK: directory ownership and modes
+
+    func testDirectoriesAreCreatedPrivateWhateverTheUmask() throws {
+        let old = umask(0)
+        defer { umask(old) }
+        let c = try ChunkCache(directory: dir + "/new/cache", durable: false)
+        for d in ["/new", "/new/cache", "/new/cache/v1", "/new/cache/v1/chunks", "/new/cache/v1/tmp", "/new/cache/v1/refs"] {
+            XCTAssertEqual(try FS.stat(dir + d).mode, 0o700, d)
+        }
+        let b = bytes(10, 3)
+        try c.insert(ChunkID.of(b), b)
+        XCTAssertEqual(try FS.stat(c.path(of: ChunkID.of(b))).mode, 0o600)
+        let shard = String(c.path(of: ChunkID.of(b)).dropLast(65))
+        XCTAssertEqual(try FS.stat(shard).mode, 0o700, shard)
+    }
+
+    /// A cache directory someone else made first (a shared /tmp), or one others can write, could
+    /// hold planted entries: it is refused with one line naming it, and nothing is written in it.
+    func testDirectoryOfAnotherUserOrWritableByOthersIsRefused() throws {
+        try XCTSkipIf(geteuid() != 0, "chown to another user needs root")
+        let hostile = dir + "/hostile"
+        try FS.mkdir(hostile.pathBytes, mode: 0o777)
+        try FS.chmod(hostile.pathBytes, 0o777)
+        XCTAssertEqual(chown(hostile, 65534, 65534), 0)
+        XCTAssertThrowsError(try ChunkCache(directory: hostile, durable: false)) { e in
+            XCTAssertTrue("\(e)".contains(hostile) && "\(e)".contains("owned by uid 65534"), "\(e)")
+            XCTAssertFalse("\(e)".contains("\n"))
+        }
+        XCTAssertEqual(try FS.listDirectory(hostile), [], "nothing was created in the refused directory")
+        // Ours, but writable by others; then by the group.
+        XCTAssertEqual(chown(hostile, geteuid(), getegid()), 0)
+        XCTAssertThrowsError(try ChunkCache(directory: hostile, durable: false)) { XCTAssertTrue("\($0)".contains("writable by"), "\($0)") }
+        try FS.chmod(hostile.pathBytes, 0o707)
+        XCTAssertThrowsError(try ChunkCache(directory: hostile, durable: false)) { XCTAssertTrue("\($0)".contains("writable by other users"), "\($0)") }
+        try FS.chmod(hostile.pathBytes, 0o770)
+        XCTAssertThrowsError(try ChunkCache(directory: hostile, durable: false)) { XCTAssertTrue("\($0)".contains("its group"), "\($0)") }
+        // A subdirectory planted inside an otherwise good cache is refused too.
+        try FS.chmod(hostile.pathBytes, 0o700)
+        _ = try ChunkCache(directory: hostile, durable: false)
+        XCTAssertEqual(chown(hostile + "/v1/chunks", 65534, 65534), 0)
+        XCTAssertThrowsError(try ChunkCache(directory: hostile, durable: false)) { XCTAssertTrue("\($0)".contains(hostile + "/v1/chunks"), "\($0)") }
+    }
+
+    func testDefaultDirectory() {
+        func dflt(_ uid: UInt32, _ env: [String: String]) -> String { ChunkCache.defaultDirectory(userID: uid, environment: { env[$0] }) }
+        XCTAssertEqual(dflt(1000, ["HOME": "/home/a"]), "/home/a/.cache/envmount")
+        XCTAssertEqual(dflt(1000, ["HOME": "/home/a", "XDG_CACHE_HOME": "/x/c"]), "/x/c/envmount")
+        XCTAssertEqual(dflt(0, ["HOME": "/root"]), "/var/cache/envmount")
+        XCTAssertEqual(dflt(0, ["XDG_CACHE_HOME": "/x/c"]), "/x/c/envmount")
+        // Relative values are ignored (the XDG spec), never resolved against the working directory.
+        XCTAssertEqual(dflt(1000, ["HOME": "/home/a", "XDG_CACHE_HOME": "rel"]), "/home/a/.cache/envmount")
+        XCTAssertEqual(dflt(1000, ["HOME": ""]), "/tmp/envmount-cache-1000")
+        XCTAssertEqual(dflt(1000, [:]), "/tmp/envmount-cache-1000")
+    }
+
+    /// With HOME unset, a user's fallback cache in /tmp that another user created first is refused.
+    func testFallbackInTmpMadeByAnotherUserIsRefused() throws {
+        try XCTSkipIf(geteuid() != 0, "chown to another user needs root")
+        // Stand-in for /tmp: a sticky, world-writable directory of our own.
+        let tmp = dir + "/tmp"
+        try FS.mkdir(tmp.pathBytes, mode: 0o1777)
+        try FS.chmod(tmp.pathBytes, 0o1777)
+        let fallback = ChunkCache.defaultDirectory(userID: 4242, environment: { _ in nil })
+        XCTAssertEqual(fallback, "/tmp/envmount-cache-4242")
+        let planted = tmp + "/" + fallback.split(separator: "/").last!
+        try FS.mkdir(planted.pathBytes, mode: 0o777)
+        try FS.chmod(planted.pathBytes, 0o777)
+        XCTAssertEqual(chown(planted, 65534, 65534), 0)
+        XCTAssertThrowsError(try ChunkCache(directory: planted, durable: false)) { e in
+            XCTAssertTrue("\(e)".contains(planted), "\(e)")
+        }
     }
 }

@@ -7,6 +7,7 @@ import SysKit
 import EnvFormat
 import EnvStore
 import EnvFS
+import EnvCache
 
 final class ChunkFetcherTests: XCTestCase {
     var source: TempDir!
@@ -111,5 +112,79 @@ final class ChunkFetcherTests: XCTestCase {
 
         mounted.store.setUnavailable(false)
         XCTAssertEqual(try mounted.readAll(try mounted.ino(uncached)), try disk(uncached), "reads again once the store is back")
+    }
+
+    /// A remount over a cache whose entries were damaged on disk: a flipped byte, a truncation,
+    /// a swapped file (another chunk's bytes under this name) and trailing bytes. None of them may
+    /// be served: each is removed and fetched again, and the file reads back exactly.
+    func testDamagedCacheEntriesAreRefetchedNotServed() throws {
+        let name = "multi.bin"
+        let file = try mounted.ino(name)
+        XCTAssertEqual(try mounted.readAll(file), try disk(name))
+        let ks = mounted.fs.chunks(ofEntry: Int(file) - 1)
+        XCTAssertGreaterThan(ks.count, 8)
+        let cache = mounted.cache
+        func entry(_ k: UInt32) -> String { cache.path(of: mounted.manifest.chunks[Int(k)].id) }
+        // Flipped bit in the middle of chunk 1.
+        var b1 = try FS.readFile(entry(ks[1]))
+        b1[b1.count / 2] ^= 0x10
+        try FS.writeFileAtomically(entry(ks[1]), b1, mode: 0o600)
+        // Chunk 3 cut short.
+        try FS.writeFileAtomically(entry(ks[3]), Array(try FS.readFile(entry(ks[3])).dropLast(100)), mode: 0o600)
+        // Chunk 5's name holds chunk 6's bytes.
+        try FS.writeFileAtomically(entry(ks[5]), try FS.readFile(entry(ks[6])), mode: 0o600)
+        // Chunk 7 with a byte too many.
+        try FS.writeFileAtomically(entry(ks[7]), try FS.readFile(entry(ks[7])) + [0], mode: 0o600)
+
+        // A new mount process: a fresh fetcher over the same cache and store.
+        let fresh = try ChunkCache(directory: cache.directory, durable: false)
+        let fetcher = ChunkFetcher(store: mounted.store, cache: fresh, manifest: mounted.manifest)
+        let fs = EnvFilesystem(manifest: mounted.manifest, fetcher: fetcher, readAhead: nil)
+        let gets = mounted.store.getCount
+        let expected = try disk(name)
+        // Every chunk read on its own (one-chunk reads are answered with the cache file itself).
+        var off: UInt64 = 0
+        for s in mounted.manifest.fileSpans(Int(file) - 1) {
+            let len = Int(mounted.manifest.spans[s].length)
+            let got: [UInt8]
+            switch try fs.read(file, offset: off, size: len) {
+            case let .bytes(b): got = b
+            case let .file(fd, o, n):
+                got = try fd.read(count: n, offset: o)
+                fd.close()
+            }
+            XCTAssertEqual(got, Array(expected[Int(off)..<Int(off) + len]), "span at \(off)")
+            off += UInt64(len)
+        }
+        XCTAssertEqual(mounted.store.getCount - gets, 4, "the four damaged entries, and only they, are fetched again")
+        XCTAssertEqual(fetcher.stats.damaged.load(ordering: .relaxed), 4)
+        XCTAssertEqual(fetcher.stats.verified.load(ordering: .relaxed), UInt64(Set(ks).count - 4), "each good entry hashed once")
+        for k in [ks[1], ks[3], ks[5], ks[7]] {
+            XCTAssertEqual(ChunkID.of(try FS.readFile(entry(k))), mounted.manifest.chunks[Int(k)].id, "entry \(k) repaired")
+        }
+        // Checked once per process: a second pass neither hashes nor fetches.
+        let fs2Gets = mounted.store.getCount
+        var out = [UInt8]()
+        while case let .bytes(b) = try fs.read(file, offset: UInt64(out.count), size: 3000), !b.isEmpty { out += b }
+        XCTAssertEqual(mounted.store.getCount, fs2Gets)
+        XCTAssertEqual(fetcher.stats.verified.load(ordering: .relaxed), UInt64(Set(ks).count - 4))
+    }
+
+    /// An entry damaged while the store is unreachable fails the read with EIO: never its bytes.
+    func testDamagedEntryWithStoreOfflineIsEIONotWrongBytes() throws {
+        let file = try mounted.ino("multi.bin")
+        XCTAssertEqual(try mounted.readAll(file), try disk("multi.bin"))
+        let k = mounted.fs.chunks(ofEntry: Int(file) - 1)[2]
+        let p = mounted.cache.path(of: mounted.manifest.chunks[Int(k)].id)
+        var b = try FS.readFile(p)
+        b[0] ^= 1
+        try FS.writeFileAtomically(p, b, mode: 0o600)
+        let fetcher = ChunkFetcher(store: mounted.store, cache: mounted.cache, manifest: mounted.manifest)
+        let fs = EnvFilesystem(manifest: mounted.manifest, fetcher: fetcher, readAhead: nil)
+        mounted.store.setUnavailable(true)
+        let span = try XCTUnwrap(mounted.span(ofChunk: k, inFile: file))
+        let e = fsError { _ = try fs.read(file, offset: span.offset, size: 10) }
+        XCTAssertEqual(e?.errno, EIO)
+        XCTAssertFalse(FS.exists(p), "the damaged entry was removed")
     }
 }

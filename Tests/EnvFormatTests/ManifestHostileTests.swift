@@ -90,6 +90,12 @@ final class ManifestHostileTests: XCTestCase {
         }
         try assertEditRejected("'.' or '..'") { $0.entries[xy].nameLength = 1; $0.names[start] = 0x2e }
         try assertEditRejected("name out of range") { $0.entries[xy].nameLength = 0 }
+        // 256 bytes (Linux's NAME_MAX is 255); "zzz…" still sorts after every other root child.
+        try assertEditRejected("longer than 255") {
+            $0.entries[xy].nameStart = UInt32($0.names.count)
+            $0.entries[xy].nameLength = 256
+            $0.names += [UInt8](repeating: UInt8(ascii: "z"), count: 256)
+        }
         try assertEditRejected("name out of range") { $0.entries[xy].nameStart = UInt32($0.names.count) - 1 }
         try assertEditRejected("name out of range") { $0.entries[xy].nameStart = .max }
         // "xy" is the root's last child: renaming it to "a" breaks the order.
@@ -116,6 +122,16 @@ final class ManifestHostileTests: XCTestCase {
             }
             $0.entries[a].count += 1
         }
+        // Two files naming one span range (hardlinks share through `owner`, never through spans).
+        try assertEditRejected("shared or out of order") {
+            $0.entries[sparse].first = $0.entries[a].first
+            $0.entries[sparse].count = $0.entries[a].count
+            $0.entries[sparse].size = $0.entries[a].size
+        }
+        // The same range named twice by moving the later file's start back onto the earlier one.
+        try assertEditRejected("shared or out of order") { $0.entries[sparse].first = $0.entries[a].first }
+        // A span no file uses.
+        try assertEditRejected("spans no file uses") { $0.spans.append(.init(chunk: 0, offset: 0, length: 1)) }
         try assertEditRejected("differs in size") { $0.entries[a].size += 1 }
         try assertEditRejected("invalid size") { $0.chunks[0].rawSize = 0 }
         try assertEditRejected("invalid size") { $0.chunks[0].rawSize = UInt32($0.chunking.maxSize) + 1 }
