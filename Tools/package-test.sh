@@ -42,14 +42,15 @@ echo "package-test: Depends: $DEPENDS"
 for bin in envmount envpublish; do
     for lib in $(objdump -p "$PKG/bin/$bin" | awk '/NEEDED/ { print $2 }'); do
         case "$lib" in *swift*|*Foundation*|*dispatch*|*BlocksRuntime*) fail "$bin needs $lib from the Swift toolchain" ;; esac
-        path=$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')
+        # awk reads to the end: an early exit would kill ldconfig with SIGPIPE, fatal under pipefail.
+        path=$(ldconfig -p | awk -v l="$lib" '$1 == l && p == "" { p = $NF } END { print p }')
         [ -n "$path" ] || fail "$bin needs $lib, which this machine lacks"
         pkg=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | head -1 | cut -d: -f1) || true
         [ -n "$pkg" ] || pkg=$(dpkg -S "$path" 2>/dev/null | head -1 | cut -d: -f1) || true
         case "$pkg" in
             libc6|libgcc-s1|libstdc++6) ;;
             "") fail "no package owns $path ($lib, needed by $bin)" ;;
-            *) echo "$DEPENDS" | tr ',|' '\n\n' | sed 's/ //g; s/(.*//' | grep -qx "$pkg" \
+            *) echo "$DEPENDS" | tr ',|' '\n\n' | sed 's/ //g; s/(.*//' | grep -x "$pkg" >/dev/null \
                    || fail "$bin needs $lib from $pkg, which is not in Depends: $DEPENDS" ;;
         esac
     done
@@ -63,8 +64,8 @@ echo 'ANSWER = 42' > "$SITE/packaged_probe/__init__.py"
 mkdir -p "$WORK/mnt"
 
 # Everything below runs with the toolchain hidden.
-unshare -m --propagation private bash -euo pipefail -s "$TOOLCHAIN" "$PKG" "$WORK" "$VERSION" <<'EOS'
-TOOLCHAIN=$1 PKG=$2 WORK=$3 VERSION=$4
+unshare -m --propagation private bash -euo pipefail -s "$TOOLCHAIN" "$PKG" "$WORK" "$VERSION" "$FORMAT" <<'EOS'
+TOOLCHAIN=$1 PKG=$2 WORK=$3 VERSION=$4 FORMAT=$5
 mount -t tmpfs none "$TOOLCHAIN"
 [ -z "$(ls -A "$TOOLCHAIN")" ] || { echo "package-test: FAIL: $TOOLCHAIN is not hidden" >&2; exit 1; }
 if command -v swift >/dev/null 2>&1 && swift --version >/dev/null 2>&1; then

@@ -43,7 +43,7 @@ mkdir -p "$TAR_DIR/bin"
 for product in envmount envpublish; do
     install -m 0755 "$BIN/$product" "$TAR_DIR/bin/$product"
     [ "$STRIP" = 1 ] && strip --strip-all "$TAR_DIR/bin/$product"
-    if ldd "$TAR_DIR/bin/$product" | grep -qi swift; then
+    if ldd "$TAR_DIR/bin/$product" | grep -i swift >/dev/null; then
         echo "package.sh: $product still links a Swift library:" >&2
         ldd "$TAR_DIR/bin/$product" | grep -i swift >&2
         exit 1
