@@ -18,8 +18,9 @@ final class FleetCacheTests: XCTestCase {
     }
 
     override func tearDown() {
-        h?.cleanUp()
+        // Servers first: squid.sh stops squid by the PID file in the test's directory.
         for s in stops.reversed() { s() }
+        h?.cleanUp()
     }
 
     static let packages = (0..<6).map { "fleet_pkg_\($0)" }
