@@ -18,11 +18,7 @@ struct DiffCommand: ParsableCommand {
               envmount diff /srv/envstore --env torch 3 5
             """)
 
-    @Argument(help: "The store: a directory, file:///dir, s3://bucket/prefix, or http(s)://…")
-    var store: String
-
-    @Option(help: "Environment name.")
-    var env: String
+    @OptionGroup var history: HistoryArguments
 
     @Argument(help: "The older revision (default: the one before TO).")
     var from: UInt64?
@@ -30,16 +26,11 @@ struct DiffCommand: ParsableCommand {
     @Argument(help: "The newer revision (default: the latest).")
     var to: UInt64?
 
-    @OptionGroup var storeArguments: StoreArguments
-
-    func validate() throws {
-        guard Ref.isValidEnvName(env) else { throw ValidationError("invalid environment name '\(env)'") }
-    }
+    var env: String { history.env }
 
     func run() throws {
         do {
-            let s = try StoreFactory.open(HistoryAccess.storeSpec(store), options: storeArguments.options)
-            let h = HistoryAccess(store: s, env: env)
+            let (s, h) = try history.open()
             var a = from, b = to
             if a == nil || b == nil {
                 let ns = try h.numbers()

@@ -17,25 +17,16 @@ struct FreezeCommand: ParsableCommand {
               envmount freeze /srv/envstore --env torch --revision 3 > requirements.txt
             """)
 
-    @Argument(help: "The store: a directory, file:///dir, s3://bucket/prefix, or http(s)://…")
-    var store: String
-
-    @Option(help: "Environment name.")
-    var env: String
+    @OptionGroup var history: HistoryArguments
 
     @Option(help: "Revision (default: the current one).")
     var revision: UInt64?
 
-    @OptionGroup var storeArguments: StoreArguments
-
-    func validate() throws {
-        guard Ref.isValidEnvName(env) else { throw ValidationError("invalid environment name '\(env)'") }
-    }
+    var env: String { history.env }
 
     func run() throws {
         do {
-            let s = try StoreFactory.open(HistoryAccess.storeSpec(store), options: storeArguments.options)
-            let h = HistoryAccess(store: s, env: env)
+            let (_, h) = try history.open()
             let n = try revision ?? h.currentRef().revision
             let r = try h.record(n)
             Console.write(1, PackageScanner.freeze(r.packages, python: r.python))
