@@ -6,21 +6,7 @@ import XCTest
 /// Native serving of a mount at another path than the one the environment was published from:
 /// the materialized tree holds the bytes as published, and a relocation layer above it holds
 /// the few files the mount presents differently.
-final class NativeRelocationTests: XCTestCase {
-    var h: Harness!
-
-    override func setUpWithError() throws {
-        try Harness.requireFuse()
-        h = try Harness(String(name.split(separator: " ").last?.prefix { $0.isLetter } ?? "t"))
-    }
-
-    override func tearDown() {
-        if let h {
-            for m in TestMounts.overlays(under: h.dir) { try? FS.lazyUnmount(m) }
-            h.cleanUp()
-        }
-    }
-
+final class NativeRelocationTests: MountTestCase {
     func status(_ mnt: String) throws -> [String: Any] {
         let r = try h.run("envmount", ["status", mnt, "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
