@@ -2,6 +2,7 @@
 // then serve it here (foreground) or in a daemon started by DaemonLauncher, which reports READY
 // only once the kernel mount answers.
 import EnvCache
+import EnvFetch
 import EnvFS
 import EnvFormat
 import EnvStore
