@@ -180,7 +180,7 @@ public enum MountDaemon {
         let fetcher = ChunkFetcher(store: store, cache: cache, manifest: manifest,
                                    describe: { [manifest] chunk in describeChunk(manifest, chunk) })
         let pool = FetchPool(fetcher: fetcher, manifest: manifest, threads: o.fetchThreads)
-        let streamWindow = o.streamReadAhead ?? (store is DirectoryStore ? 0 : 32)
+        let streamWindow = o.streamWindow(for: store.traits)
         fetcher.onDemandMiss { [pool] k in pool.streamReadAhead(after: k, window: streamWindow) }
         var ra = ReadAheadConfig()
         ra.maxChunks = o.readAheadChunks
