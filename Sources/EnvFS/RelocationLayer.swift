@@ -19,6 +19,7 @@
 // whose ctime moved is re-hashed, a directory whose ctime moved is listed (a name added to the
 // layer would hide the tree's file), a symlink's target is compared; any mismatch drops the
 // layer, which is rebuilt. It is removed with its tree.
+import EnvFetch
 import EnvFormat
 import Glibc
 import SysKit
