@@ -17,6 +17,8 @@ public struct CacheUsage: Sendable, Equatable {
     public var bytes: UInt64
     /// The limit this `ChunkCache` enforces (nil: none; the limit is a per-mount option).
     public var limit: UInt64?
+    /// Bytes kept beside the chunks that count against the limit (materialized trees).
+    public var otherBytes: UInt64 = 0
 }
 
 /// Entries removed by an eviction, `prune` or `clear`.
@@ -54,6 +56,8 @@ struct CacheIndex {
     var entries: [ChunkID: Entry] = [:]
     /// Sum of `entries` sizes.
     var bytes: UInt64 = 0
+    /// Bytes outside chunks/ that count against the limit (`setOtherBytes`).
+    var other: UInt64 = 0
     /// Bytes of inserts under way (counted against the limit before they land).
     var reserved: UInt64 = 0
     /// Pin counts; a pinned id is never evicted (it need not be cached yet).
@@ -94,7 +98,32 @@ extension ChunkCache {
     /// Chunk entries and bytes (waits for the scan started at open).
     public var usage: CacheUsage {
         waitForScan()
-        return index.withLock { CacheUsage(entries: $0.entries.count, bytes: $0.bytes, limit: limit) }
+        return index.withLock { CacheUsage(entries: $0.entries.count, bytes: $0.bytes, limit: limit, otherBytes: $0.other) }
+    }
+
+    /// Declares `bytes` kept in the cache directory beside the chunks (materialized trees): with
+    /// a limit, chunks are evicted until chunks plus these bytes fit, and inserts keep it so.
+    public func setOtherBytes(_ bytes: UInt64) {
+        waitForScan()
+        index.withLock { ix in
+            ix.other = bytes
+            guard let limit else { return }
+            let room = limit > bytes ? limit - bytes : 0
+            if ix.bytes + ix.reserved > room { _ = evictLocked(&ix, atLeast: ix.bytes + ix.reserved - room) }
+        }
+    }
+
+    /// Makes `ids` the first entries evicted (their bytes are kept elsewhere too, e.g. as files of
+    /// a materialized tree); a later use puts an entry back in its place.
+    public func demote(_ ids: [ChunkID]) {
+        waitForScan()
+        index.withLock { ix in
+            var t = Int64.min
+            for id in ids where ix.entries[id] != nil {
+                ix.entries[id]!.tick = t
+                t += 1
+            }
+        }
     }
 
     /// Waits until the entries present at open have been counted.
@@ -259,7 +288,7 @@ extension ChunkCache {
             // The entry being replaced (if any) cannot be evicted now (it is `inserting`), and its
             // bytes are replaced by this insert's.
             let existing = ix.entries[id]?.size ?? 0
-            let after = ix.bytes - existing + ix.reserved + size
+            let after = ix.bytes - existing + ix.reserved + size + ix.other
             if after > limit {
                 // Evict a little more than needed so the sort in evictLocked is paid once per batch.
                 let slack = min(limit / 50, 256 << 20)

@@ -264,8 +264,10 @@ public enum MountDaemon {
                 }
             }
             for note in treeNotes { Log.error(note) }
+            NativeServing.accountTrees(cache)
             if native {
-                Log.info("serving \(tree.totals.files) files natively from \(nativeLowers.joined(separator: " over "))")
+                let n = NativeServing.summary(tree, lowers: nativeLowers, relocated: relocated)
+                Log.info("serving \(n.files) of \(n.totalFiles) files natively from \(nativeLowers.joined(separator: " over "))")
             } else if wantNative {
                 materializer.start()
             }

@@ -106,6 +106,7 @@ final class MountService: Sendable {
             signedBy: signedBy)
         info.storeCheck = StoreCheck.ask(store, env: env, mounted: ref)
         info.native = native.withLock { $0 }
+        if let u = cacheUsage, u.otherBytes > 0 { info.cacheTreeBytes = u.otherBytes }
         return info
     }
 

@@ -58,9 +58,20 @@ enum NativeServing {
     /// What `envmount status` says about a native mount.
     static func summary(_ tree: MaterializedTree, lowers: [String], relocated: RelocatedFiles?) -> NativeSummary {
         let t = tree.totals
-        return NativeSummary(tree: tree.path, files: t.files, bytes: t.bytes,
+        let c = tree.contents()
+        return NativeSummary(tree: tree.path, files: c?.files.count ?? t.files, bytes: c?.bytes ?? t.bytes,
+                             partial: c?.partial ?? false, totalFiles: t.files,
                              relocationLayer: lowers.count > 1 ? lowers[0] : nil,
                              relocatedFiles: lowers.count > 1 ? (relocated?.fileCount ?? 0) : 0)
+    }
+
+    /// With a cache limit, counts the cache's materialized trees against it (in the background:
+    /// it waits for the cache's first scan).
+    static func accountTrees(_ cache: ChunkCache) {
+        guard cache.limit != nil else { return }
+        let t = Thread { cache.setOtherBytes(MaterializedTree.diskBytes(cacheDirectory: cache.directory)) }
+        t.name = "envmount-tree-bytes"
+        t.start()
     }
 
     /// Builds the relocation layer from what a FUSE mount at its path presents, through a
@@ -97,28 +108,70 @@ enum NativeServing {
 
         func stop() { stopped.store(true, ordering: .relaxed) }
 
-        private func allCached() -> Bool {
-            (0..<UInt32(tree.manifest.chunks.count)).allSatisfy { fetcher.isCached($0) }
+        /// Whether each chunk of the revision is cached now.
+        private func cachedChunks() -> [Bool] {
+            (0..<UInt32(tree.manifest.chunks.count)).map { fetcher.isCached($0) }
         }
 
+        /// The inode-owning regular files whose chunks are all cached, in path order.
+        private func cachedFiles(_ cached: [Bool]) -> [Int] {
+            let m = tree.manifest
+            return m.entries.indices.filter { i in
+                let e = m.entries[i]
+                return e.kind == .regular && e.owner == UInt32(i)
+                    && m.fileSpans(i).allSatisfy { m.spans[$0].chunk == Manifest.Span.zeros || cached[Int(m.spans[$0].chunk)] }
+            }
+        }
+
+        /// Seconds between looks at the cache, and how many looks with nothing new make the
+        /// cached part of a revision that cannot be cached whole "settled" (a partial tree).
+        static let pollSeconds: UInt32 = 2
+        static let settledPolls = 2
+
+        private func sleepPoll() {
+            for _ in 0..<(Self.pollSeconds * 10) where !stopped.load(ordering: .relaxed) { usleep(100_000) }
+        }
+
+        /// Waits until every chunk is cached (a complete tree), or, when `--cache-size` is smaller
+        /// than the revision, until the cached part stops growing (a partial tree); then builds it.
         private func run() {
+            let size = tree.totals.bytes
+            var only: Set<Int>? = nil
+            var lastCount = -1, settled = 0
             while !stopped.load(ordering: .relaxed) {
-                if allCached() { break }
-                for _ in 0..<20 where !stopped.load(ordering: .relaxed) { usleep(100_000) }
+                let cached = cachedChunks()
+                if !cached.contains(false) { break }
+                if let limit = cache.limit, size > Self.budget(limit, cacheDir: cache.directory, complete: true) {
+                    let files = cachedFiles(cached)
+                    settled = files.count == lastCount && !files.isEmpty ? settled + 1 : 0
+                    lastCount = files.count
+                    if settled >= Self.settledPolls {
+                        only = choose(files, budget: Self.budget(limit, cacheDir: cache.directory, complete: false))
+                        break
+                    }
+                }
+                sleepPoll()
             }
             if stopped.load(ordering: .relaxed) { return }
-            let size = tree.totals.bytes
-            if let limit = cache.limit, cache.usage.bytes + size > limit {
-                Log.info("not materializing \(tree.id.hex.prefix(16)): \(formatBytes(size)) more would pass --cache-size \(formatBytes(limit))")
+            if only == nil, let limit = cache.limit, size > Self.budget(limit, cacheDir: cache.directory, complete: true) {
+                Log.info("not materializing \(tree.id.hex.prefix(16)): \(formatBytes(size)) would pass --cache-size \(formatBytes(limit)) with the trees already cached")
+                return
+            }
+            if let o = only, o.isEmpty {
+                Log.info("not materializing \(tree.id.hex.prefix(16)): no cached file fits half of --cache-size")
                 return
             }
             let start = Date()
             do {
                 let fetcher = self.fetcher
-                let r = try tree.materialize { chunk, offset, count, buf in
+                let r = try tree.materialize(only: only) { chunk, offset, count, buf in
                     try fetcher.read(chunk, offset: offset, count: count, into: &buf, at: 0)
                 }
-                Log.info("materialized \(tree.totals.files) files (\(formatBytes(size)); \(r.written) written, \(r.shared) shared with other revisions) in \(String(format2: Date().timeIntervalSince(start))) s at \(tree.path): the next mount serves them natively")
+                let have = tree.contents()
+                let what = only == nil ? "\(tree.totals.files) files (\(formatBytes(size)))"
+                    : "\(have?.files.count ?? 0) of \(tree.totals.files) files (\(formatBytes(have?.bytes ?? 0)) of \(formatBytes(size)); a partial tree, the rest stays with FUSE)"
+                Log.info("materialized \(what); \(r.written) written, \(r.shared) shared with other revisions, in \(String(format2: Date().timeIntervalSince(start))) s at \(tree.path): the next mount serves them natively")
+                if let files = have?.files { settleCache(treeFiles: files) }
                 if let relocated {
                     let layer = RelocationLayer(tree: tree, mountpoint: mountpoint.pathBytes)
                     try buildLayer(layer, relocated: relocated, fetcher: fetcher)
@@ -127,6 +180,48 @@ enum NativeServing {
             } catch {
                 Log.error("cannot materialize \(tree.path): \(error)")
             }
+        }
+
+        /// How many bytes of files a tree may hold under `limit`, beside the trees already in the
+        /// cache: all of it for a complete tree (the FUSE mount below it then serves nothing of
+        /// this revision), half for a partial one (the chunks of the files it lacks need the rest).
+        static func budget(_ limit: UInt64, cacheDir: String, complete: Bool) -> UInt64 {
+            let others = MaterializedTree.diskBytes(cacheDirectory: cacheDir)
+            let share = complete ? limit : limit / 2
+            return share > others ? share - others : 0
+        }
+
+        /// Files to write, in path order, while they fit `budget`.
+        private func choose(_ files: [Int], budget: UInt64) -> Set<Int> {
+            var out = Set<Int>()
+            var used: UInt64 = 0
+            for i in files {
+                let n = tree.manifest.entries[i].size
+                if used + n > budget { continue }
+                used += n
+                out.insert(i)
+            }
+            return out
+        }
+
+        /// The tree now holds copies of its files' chunks: those no missing file needs go first
+        /// when the cache evicts, and the tree's bytes count against the limit.
+        private func settleCache(treeFiles: Set<Int>) {
+            let m = tree.manifest
+            var needed = [Bool](repeating: false, count: m.chunks.count)
+            var inTree = [Bool](repeating: false, count: m.chunks.count)
+            for (i, e) in m.entries.enumerated() where e.kind == .regular && e.owner == UInt32(i) {
+                for s in m.fileSpans(i) where m.spans[s].chunk != Manifest.Span.zeros {
+                    if treeFiles.contains(i) { inTree[Int(m.spans[s].chunk)] = true } else { needed[Int(m.spans[s].chunk)] = true }
+                }
+            }
+            let copies = m.chunks.indices.filter { inTree[$0] && !needed[$0] }.map { m.chunks[$0].id }
+            cache.demote(copies)
+            let before = cache.usage
+            cache.setOtherBytes(MaterializedTree.diskBytes(cacheDirectory: cache.directory))
+            let after = cache.usage
+            Log.info("cache: \(copies.count) chunks now held by the tree evict first; chunks \(formatBytes(before.bytes)) -> \(formatBytes(after.bytes)), trees \(formatBytes(after.otherBytes))"
+                     + (cache.limit.map { ", limit \(formatBytes($0))" } ?? ""))
         }
     }
 }

@@ -2,9 +2,14 @@
 // the daemon: the mount puts this tree as an overlayfs lower layer above the FUSE mount.
 //
 // Layout under CACHE/v1:
-//   trees/<manifest hex>/   the complete tree; every directory is marked opaque for overlayfs
-//                           (`trusted.overlay.opaque`), so lookups never fall through to FUSE
-//   trees/<manifest hex>.seal  per regular file: its ctime after materialization, a digest of
+//   trees/<manifest hex>/   the tree; every directory whose whole subtree is present is marked
+//                           opaque for overlayfs (`trusted.overlay.opaque`), so lookups there
+//                           never fall through to FUSE. A partial tree (under a cache limit the
+//                           whole revision does not fit) holds every directory and symlink but
+//                           only some regular files: the directories above a missing file are not
+//                           opaque, so its name falls through to the FUSE mount below
+//   trees/<manifest hex>.seal  a header (id, `partial`, `bytes=` of the files present), then
+//                           per regular file present: its ctime after materialization, a digest of
 //                           its bytes, and its key, SHA-256 of its path, mode, owner, mtime and
 //                           size: a file of a later revision with the same key whose bytes the
 //                           chunks confirm is hardlinked from the older tree, so it is stored once.
@@ -69,14 +74,16 @@ public struct MaterializedTree: Sendable {
 
     /// Builds the tree from verified chunks, aside, then renames it into place. Returns the
     /// number of files written and the number shared with trees already in the cache.
+    /// `only`: the inode-owning regular entries to write (nil: all of them, a complete tree);
+    /// every name of such a file is written, every directory and symlink always.
     @discardableResult
-    public func materialize(read: ChunkReader) throws -> (written: Int, shared: Int) {
+    public func materialize(only: Set<Int>? = nil, read: ChunkReader) throws -> (written: Int, shared: Int) {
         if FS.exists(path) && FS.exists(sealPath) { return (0, 0) }
         for d in ["trees", "tmp"] { try FS.makeDirectories("\(root)/\(d)", mode: 0o700) }
         removeAbandoned()
         let tmp = "\(root)/tmp/\(getpid()).tree.\(UInt32.random(in: 0...UInt32.max))"
         do {
-            let r = try build(into: tmp, read: read)
+            let r = try build(into: tmp, only: only, read: read)
             try? FS.removeTree(path)
             try FS.rename(tmp, path)
             return r
@@ -96,8 +103,20 @@ public struct MaterializedTree: Sendable {
         }
     }
 
-    private func build(into tmp: String, read: ChunkReader) throws -> (written: Int, shared: Int) {
+    private func build(into tmp: String, only: Set<Int>?, read: ChunkReader) throws -> (written: Int, shared: Int) {
         let m = manifest
+        // Directories with a file missing below them: not opaque.
+        var incomplete = [Bool](repeating: false, count: m.entries.count)
+        if let only {
+            for e in m.entries where e.kind == .regular && !only.contains(Int(e.owner)) {
+                var p = Int(e.parent)
+                while !incomplete[p] {
+                    incomplete[p] = true
+                    if p == 0 { break }
+                    p = Int(m.entries[p].parent)
+                }
+            }
+        }
         var paths = [PathBytes](repeating: [], count: m.entries.count)
         paths[0] = tmp.pathBytes
         try FS.mkdir(paths[0], mode: 0o700)
@@ -116,6 +135,7 @@ public struct MaterializedTree: Sendable {
                 try FS.lchown(paths[i], uid: e.uid, gid: e.gid)
                 try FS.setMtime(paths[i], ns: e.mtimeNs)
             case .regular:
+                if let only, !only.contains(Int(e.owner)) { continue }
                 if e.owner != UInt32(i) { links.append(i); continue }
                 let k = key(i)
                 let digest: String
@@ -139,13 +159,13 @@ public struct MaterializedTree: Sendable {
         // and mtimes that nothing inside will move again.
         for i in m.entries.indices.reversed() where m.entries[i].kind == .directory {
             let e = m.entries[i]
-            try FS.setxattr(paths[i], name: "trusted.overlay.opaque", value: Array("y".utf8))
+            if !incomplete[i] { try FS.setxattr(paths[i], name: "trusted.overlay.opaque", value: Array("y".utf8)) }
             try FS.lchown(paths[i], uid: e.uid, gid: e.gid)
             try FS.chmod(paths[i], e.mode)
             try FS.setMtime(paths[i], ns: e.mtimeNs)
         }
         for k in seal.indices { seal[k].ctimeNs = try FS.lstat(paths[seal[k].entry]).ctimeNs }
-        try writeSeal(seal)
+        try writeSeal(seal, partial: incomplete[0])
         return (written, shared)
     }
 
@@ -271,17 +291,33 @@ public struct MaterializedTree: Sendable {
 
     // MARK: the seal
 
-    private func writeSeal(_ seal: [SealEntry]) throws {
-        var s = "envmount-tree 1 \(id.hex)\n"
+    private func writeSeal(_ seal: [SealEntry], partial: Bool) throws {
+        let bytes = seal.reduce(UInt64(0)) { $0 + manifest.entries[$1.entry].size }
+        var s = "envmount-tree 1 \(id.hex)\(partial ? " partial" : "") bytes=\(bytes)\n"
         s.reserveCapacity(seal.count * 100)
         for e in seal { s += "\(e.entry) \(e.ctimeNs) \(e.digest) \(e.key)\n" }
         try FS.writeFileAtomically(sealPath, Array(s.utf8))
     }
 
-    private func readSeal() -> [SealEntry]? {
+    /// The seal's header: `envmount-tree 1 <id>`, then ` partial` for a partial tree, then
+    /// ` bytes=N`, the bytes of its regular files (both absent in seals of older versions).
+    struct SealHeader: Equatable {
+        var partial = false
+        var bytes: UInt64?
+
+        init?(_ line: Substring, id: ChunkID) {
+            let p = line.split(separator: " ")
+            guard p.count >= 3, p[0] == "envmount-tree", p[1] == "1", p[2] == id.hex else { return nil }
+            for t in p.dropFirst(3) {
+                if t == "partial" { partial = true } else if t.hasPrefix("bytes="), let n = UInt64(t.dropFirst(6)) { bytes = n } else { return nil }
+            }
+        }
+    }
+
+    private func readSeal() -> (SealHeader, [SealEntry])? {
         guard let bytes = try? FS.readFile(sealPath) else { return nil }
         let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
-        guard lines.first == "envmount-tree 1 \(id.hex)" else { return nil }
+        guard let first = lines.first, let header = SealHeader(first, id: id) else { return nil }
         var out: [SealEntry] = []
         out.reserveCapacity(lines.count)
         for l in lines.dropFirst() {
@@ -289,7 +325,31 @@ public struct MaterializedTree: Sendable {
             guard p.count == 4, let i = Int(p[0]), let c = Int64(p[1]), i >= 0, i < manifest.entries.count else { return nil }
             out.append(SealEntry(entry: i, ctimeNs: c, digest: String(p[2]), key: String(p[3])))
         }
-        return out
+        return (header, out)
+    }
+
+    /// What the sealed tree holds: its regular files (inode owners) and their bytes, and whether
+    /// it is partial. nil when there is no readable seal.
+    public func contents() -> (files: Set<Int>, bytes: UInt64, partial: Bool)? {
+        guard let (header, seal) = readSeal() else { return nil }
+        let files = Set(seal.map(\.entry))
+        return (files, files.reduce(0) { $0 + manifest.entries[$1].size }, header.partial)
+    }
+
+    /// Bytes of the regular files of every sealed tree in a cache directory, from the seals'
+    /// headers (what trees add to the cache's use; a file shared by two trees counts twice).
+    public static func diskBytes(cacheDirectory: String) -> UInt64 {
+        let dir = cacheDirectory + "/v1/trees"
+        var total: UInt64 = 0
+        for name in (try? FS.listDirectory(dir)) ?? [] where name.hasSuffix(".seal") {
+            guard let id = ChunkID(hex: String(name.dropLast(".seal".count))),
+                  let fd = try? FileDescriptor.open("\(dir)/\(name)", O_RDONLY) else { continue }
+            let head = (try? fd.read(count: 256, offset: 0)) ?? []
+            fd.close()
+            let line = String(decoding: head.prefix { $0 != 0x0a }, as: UTF8.self)
+            total += SealHeader(Substring(line), id: id)?.bytes ?? 0
+        }
+        return total
     }
 
     // MARK: checking
@@ -299,7 +359,8 @@ public struct MaterializedTree: Sendable {
     /// digest re-seals it (a newer tree linked it), another one makes the tree `.damaged`.
     /// `rehashAll` hashes every file (for `envmount cache verify`).
     public func check(rehashAll: Bool = false) -> State {
-        guard FS.exists(path), var seal = readSeal() else { return .absent }
+        guard FS.exists(path), let (header, sealed0) = readSeal() else { return .absent }
+        var seal = sealed0
         let m = manifest
         let results = StatResults(count: seal.count)
         let sealed = seal
@@ -328,7 +389,7 @@ public struct MaterializedTree: Sendable {
                 }
             }
         }
-        if resealed { try? writeSeal(seal) }
+        if resealed { try? writeSeal(seal, partial: header.partial) }
         return .ready
     }
 

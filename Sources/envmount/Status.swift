@@ -52,13 +52,15 @@ struct Status: ParsableCommand {
             "  store     \(s.store)" + (s.storeCheck.map { ": \($0.summary)" } ?? ""),
             "  tree      \(s.entries) entries, \(formatBytes(s.totalBytes)) in \(s.chunks) chunks",
             "  cache     \(s.cacheDir)" + (s.cacheBytes.map { ", \(formatBytes($0)) used" } ?? "")
+                + (s.cacheTreeBytes.map { " + \(formatBytes($0)) of materialized trees" } ?? "")
                 + (s.cacheLimit.map { " of \(formatBytes($0))" } ?? ""),
             "  fetched   \(s.chunksFetched) chunks, \(formatBytes(s.bytesFetched)) (\(formatBytes(s.rawBytesFetched)) raw) in \(s.requests) requests; \(s.cacheHits) cache hits",
             "  errors    \(s.fetchErrors) fetch errors, \(s.corruptChunks) corrupt chunks refused" + (s.lastError.map { "; last: \($0)" } ?? ""),
             "  daemon    pid \(s.pid), RSS \(formatBytes(s.rssBytes)), \(s.recordedChunks) chunks read (recorded for profiles), \(s.readAheadQueued) read-ahead queued",
         ]
         if let n = s.native {
-            lines.insert("  native    \(n.files) files (\(formatBytes(n.bytes))) served by the kernel from \(n.tree); the daemon serves none of them"
+            lines.insert("  native    \(n.files) \(n.partial ? "of \(n.totalFiles) " : "")files (\(formatBytes(n.bytes))) served by the kernel from \(n.tree); the daemon serves none of them"
+                         + (n.partial ? "\n            a partial tree (--cache-size): the other files are served through FUSE" : "")
                          + (n.relocationLayer.map { "\n            \(n.relocatedFiles) relocated files from \($0)" } ?? ""), at: 2)
         } else if let t = s.nativeTree {
             lines.insert("  native    every file served by the kernel from \(t) (all \(formatBytes(s.totalBytes)); the daemon serves none)", at: 2)

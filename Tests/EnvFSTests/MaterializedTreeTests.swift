@@ -68,4 +68,78 @@ final class MaterializedTreeTests: XCTestCase {
         tree2.remove()
         XCTAssertEqual(tree2.check(), .absent)
     }
+
+    /// Directories under `root` (relative, "" for the root) marked opaque for overlayfs.
+    func opaqueDirectories(_ root: String) throws -> Set<String> {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", """
+            import os, sys
+            for d, _, _ in os.walk(sys.argv[1]):
+                try:
+                    if os.getxattr(d, "trusted.overlay.opaque", follow_symlinks=False) == b"y":
+                        print(os.path.relpath(d, sys.argv[1]))
+                except OSError:
+                    pass
+            """, root]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        return Set(String(decoding: data, as: UTF8.self).split(separator: "\n").map { $0 == "." ? "" : String($0) })
+    }
+
+    func testAPartialTreeHoldsTheChosenFilesAndLeavesTheDirectoriesAboveMissingOnesOpen() throws {
+        let source = try TempDir("source"), trees = try TempDir("trees")
+        defer { source.remove(); trees.remove() }
+        try SourceTree.make(at: source.bytes)
+        let mounted = try Mounted(source: source.path, store: MemoryStore())
+        let m = mounted.manifest
+        let owners = m.entries.indices.filter { m.entries[$0].kind == .regular && m.entries[$0].owner == UInt32($0) }
+        // Every other file.
+        let chosen = Set(owners.enumerated().filter { $0.offset % 2 == 1 }.map(\.element))
+        XCTAssertGreaterThan(chosen.count, 3)
+        let tree = MaterializedTree(cacheDirectory: trees.path, manifest: m, id: ChunkID.of(Array("partial".utf8)))
+        let fetcher = mounted.fs.fetcher
+        let r = try tree.materialize(only: chosen) { chunk, offset, count, buf in try fetcher.read(chunk, offset: offset, count: count, into: &buf, at: 0) }
+        XCTAssertEqual(r.written, chosen.count)
+        let c = try XCTUnwrap(tree.contents())
+        XCTAssertEqual(c.files, chosen)
+        XCTAssertTrue(c.partial)
+        XCTAssertEqual(c.bytes, chosen.reduce(0) { $0 + m.entries[$1].size })
+        XCTAssertEqual(MaterializedTree.diskBytes(cacheDirectory: trees.path), c.bytes)
+        XCTAssertEqual(tree.check(), .ready)
+
+        // Chosen files (every name of them) hold their bytes; the others are absent; every
+        // directory and symlink is there; a directory is opaque exactly when nothing below it is missing.
+        var open = Set<Int>()
+        for e in m.entries where e.kind == .regular && !chosen.contains(Int(e.owner)) {
+            var d = Int(e.parent)
+            while open.insert(d).inserted && d != 0 { d = Int(m.entries[d].parent) }
+        }
+        XCTAssertTrue(open.contains(0))
+        var wantOpaque = Set<String>()
+        for (i, e) in m.entries.enumerated() {
+            let rel = m.path(i)
+            let p = i == 0 ? tree.path.pathBytes : tree.path.pathBytes.appendingComponent(rel)
+            switch e.kind {
+            case .regular:
+                if chosen.contains(Int(e.owner)) {
+                    XCTAssertEqual(try FileDescriptor.open(p, O_RDONLY).readAll(),
+                                   try FileDescriptor.open(source.bytes.appendingComponent(rel), O_RDONLY).readAll(), rel.pathString)
+                } else {
+                    XCTAssertFalse(FS.exists(p.pathString), "\(rel.pathString) is not chosen but in the tree")
+                }
+            case .directory:
+                XCTAssertEqual(try FS.lstat(p).kind, .directory, rel.pathString)
+                if !open.contains(i) { wantOpaque.insert(rel.pathString) }
+            case .symlink:
+                XCTAssertEqual(try FS.readlink(p), m.symlinkTarget(i), rel.pathString)
+            }
+        }
+        XCTAssertFalse(wantOpaque.isEmpty, "the source tree has no complete directory to check")
+        XCTAssertEqual(try opaqueDirectories(tree.path), wantOpaque)
+    }
 }

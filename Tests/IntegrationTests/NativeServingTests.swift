@@ -96,27 +96,100 @@ final class NativeServingTests: MountTestCase {
         XCTAssertNotNil(try status(mnt)["nativeTree"] as? String)
         XCTAssertEqual(try TreeFixture.readAll((mnt + "/pkg/mod.py").pathBytes), good)
         XCTAssertEqual(try h.unmount(mnt).status, 0)
+
+        // Only the ctime moved (a touch to the same mtime, as a link or chmod would): the bytes
+        // are re-hashed, still right, and the tree is served.
+        let rebuilt = try FS.listDirectory(cache + "/v1/trees").first { !$0.contains(".") }!
+        let touched = "\(cache)/v1/trees/\(rebuilt)/pkg/mod.py"
+        let ctime = try FS.lstat(touched).ctimeNs
+        try FS.setMtime(touched.pathBytes, ns: try FS.lstat(touched).mtimeNs)
+        XCTAssertNotEqual(try FS.lstat(touched).ctimeNs, ctime)
+        try h.mount(store, mnt, cache: cache)
+        XCTAssertNotNil(try status(mnt)["nativeTree"] as? String, "a tree whose bytes are intact was not served")
+        XCTAssertEqual(try TreeFixture.readAll((mnt + "/pkg/mod.py").pathBytes), good)
+        XCTAssertEqual(try h.unmount(mnt).status, 0)
+
+        // Bytes changed at the same size and both times put back as far as they can be (mtime
+        // restored; the ctime cannot be): never served.
+        let mtime2 = try FS.lstat(touched).mtimeNs
+        let fd2 = try FileDescriptor.open(touched, O_WRONLY)
+        try fd2.pwriteAll(Array("import sys".utf8), at: 20_000)
+        fd2.close()
+        try FS.setMtime(touched.pathBytes, ns: mtime2)
+        XCTAssertEqual(try FS.lstat(touched).size, UInt64(good.count))
+        try h.mount(store, mnt, cache: cache)
+        XCTAssertNil(try status(mnt)["nativeTree"] as? String, "a damaged tree was served")
+        XCTAssertEqual(try TreeFixture.readAll((mnt + "/pkg/mod.py").pathBytes), good)
+        XCTAssertEqual(try h.unmount(mnt).status, 0)
     }
 
-    func testACacheLimitSmallerThanTheEnvironmentKeepsServingThroughFUSE() throws {
+    /// Bytes of the regular files under `dir` (a file with several names counted once).
+    static func diskBytes(_ dir: String) -> UInt64 {
+        var seen = Set<UInt64>()
+        var total: UInt64 = 0
+        func walk(_ p: String) {
+            guard let st = try? FS.lstat(p) else { return }
+            if st.kind == .directory {
+                for c in (try? FS.listDirectory(p)) ?? [] { walk(p + "/" + c) }
+            } else if st.kind == .regular, seen.insert(st.inode).inserted {
+                total += st.size
+            }
+        }
+        walk(dir)
+        return total
+    }
+
+    func testACacheLimitSmallerThanTheEnvironmentMixesTreeAndFUSEFiles() throws {
         let src = h.dir + "/src", store = h.dir + "/store", mnt = h.dir + "/mnt", cache = h.dir + "/cache"
         try FS.makeDirectories(src)
         var rng = SeededRandom(seed: 11)
         var files: [String: [UInt8]] = [:]
         for i in 0..<12 {
             let b = rng.bytes(3 << 20)
-            files["f\(i).bin"] = b
-            try writeFile((src + "/f\(i).bin").pathBytes, b)
+            files[String(format: "f%02d.bin", i)] = b
         }
+        for (name, b) in files { try writeFile((src + "/" + name).pathBytes, b) }
+        let limit: UInt64 = 16 << 20
         XCTAssertEqual(try h.publish(src, store, ["--env", "big"]).status, 0)
         try h.mount(store, mnt, cache: cache, ["--cache-size", "16M"])
         for (name, b) in files.sorted(by: { $0.key < $1.key }) {
             XCTAssertEqual(try TreeFixture.readAll((mnt + "/" + name).pathBytes), b, name)
         }
-        _ = try h.run("envmount", ["warm", mnt, "--all"])
-        usleep(3_000_000)
-        XCTAssertNotEqual(try status(mnt)["materialized"] as? Bool, true, "materialized past --cache-size")
-        XCTAssertEqual(((try? FS.listDirectory(cache + "/v1/trees")) ?? []).filter { $0.hasSuffix(".seal") }, [])
+        // 36 MiB never fit: once the cached part settles, the files it holds whole are written
+        // into a partial tree, within half the limit.
+        let end = Date().addingTimeInterval(120)
+        while Date() < end, (try status(mnt)["materialized"] as? Bool) != true { usleep(200_000) }
+        XCTAssertEqual(try status(mnt)["materialized"] as? Bool, true, "no partial tree within 120 s")
+        let trees = cache + "/v1/trees"
+        let treeName = try XCTUnwrap(try FS.listDirectory(trees).first { !$0.contains(".") })
+        let inTree = Set(try FS.listDirectory(trees + "/" + treeName))
+        XCTAssertFalse(inTree.isEmpty)
+        XCTAssertLessThan(inTree.count, files.count)
+        XCTAssertLessThanOrEqual(Self.diskBytes(trees + "/" + treeName), limit / 2)
+        // The chunks those files were read from now go first: chunks + tree fit the limit.
+        usleep(500_000)
+        XCTAssertLessThanOrEqual(Self.diskBytes(cache + "/v1/chunks") + Self.diskBytes(trees), limit)
+        XCTAssertEqual(try h.unmount(mnt).status, 0)
+
+        try h.mount(store, mnt, cache: cache, ["--cache-size", "16M"])
+        let native = try XCTUnwrap(try status(mnt)["native"] as? [String: Any])
+        XCTAssertEqual(native["partial"] as? Bool, true)
+        XCTAssertEqual(native["files"] as? Int, inTree.count)
+        func served() throws -> Int {
+            let s = try status(mnt)
+            return (s["requests"] as? Int ?? -1) + (s["cacheHits"] as? Int ?? -1) + (s["joinedFetches"] as? Int ?? 0)
+        }
+        let before = try served()
+        for name in inTree.sorted() {
+            XCTAssertEqual(try TreeFixture.readAll((mnt + "/" + name).pathBytes), files[name], name)
+        }
+        XCTAssertEqual(try served(), before, "a file of the tree was served by the daemon")
+        for (name, b) in files.sorted(by: { $0.key < $1.key }) where !inTree.contains(name) {
+            XCTAssertEqual(try TreeFixture.readAll((mnt + "/" + name).pathBytes), b, name)
+        }
+        XCTAssertGreaterThan(try served(), before, "the files not in the tree did not come through FUSE")
+        XCTAssertEqual(try FS.listDirectory(mnt).sorted(), files.keys.sorted())
+        XCTAssertLessThanOrEqual(Self.diskBytes(cache + "/v1/chunks") + Self.diskBytes(trees), limit)
         XCTAssertEqual(try h.unmount(mnt).status, 0)
     }
 }

@@ -79,16 +79,21 @@ public struct StatusInfo: Codable, Sendable, Equatable {
     public var materialized: Bool? = nil
     /// What the kernel serves without the daemon (set by the daemon of a native mount).
     public var native: NativeSummary? = nil
+    /// Bytes of the cache's materialized trees counted against `cacheLimit` beside `cacheBytes`.
+    public var cacheTreeBytes: UInt64? = nil
     /// The store asked again for this status (reachable? newer revision?).
     public var storeCheck: StoreCheck? = nil
 }
 
 /// The files a native mount's kernel serves from the cache: the materialized tree's regular
-/// files (`files`, `bytes`), of which `relocatedFiles` from the relocation layer above it.
+/// files (`files`, `bytes`; of `totalFiles` in the revision: a `partial` tree leaves the others to
+/// FUSE), and `relocatedFiles` from the relocation layer above it.
 public struct NativeSummary: Codable, Sendable, Equatable {
     public var tree: String
     public var files: Int
     public var bytes: UInt64
+    public var partial: Bool
+    public var totalFiles: Int
     public var relocationLayer: String?
     public var relocatedFiles: Int
 }
