@@ -137,16 +137,20 @@ enum NativeServing {
         private func run() {
             let size = tree.totals.bytes
             var only: Set<Int>? = nil
-            var lastCount = -1, settled = 0
+            var last: [Int] = [], settled = 0
             while !stopped.load(ordering: .relaxed) {
                 let cached = cachedChunks()
                 if !cached.contains(false) { break }
                 if let limit = cache.limit, size > Self.budget(limit, cacheDir: cache.directory, complete: true) {
+                    // Files with bytes: empty ones are always "cached", and are written anyway.
+                    let m = tree.manifest
                     let files = cachedFiles(cached)
-                    settled = files.count == lastCount && !files.isEmpty ? settled + 1 : 0
-                    lastCount = files.count
+                    let withBytes = files.filter { m.entries[$0].size > 0 }
+                    settled = withBytes == last && !withBytes.isEmpty ? settled + 1 : 0
+                    last = withBytes
                     if settled >= Self.settledPolls {
-                        only = choose(files, budget: Self.budget(limit, cacheDir: cache.directory, complete: false))
+                        let chosen = choose(withBytes, budget: Self.budget(limit, cacheDir: cache.directory, complete: false))
+                        only = chosen.isEmpty ? [] : chosen.union(files.filter { m.entries[$0].size == 0 })
                         break
                     }
                 }
