@@ -168,6 +168,13 @@ enum NativeServing {
             let start = Date()
             do {
                 let fetcher = self.fetcher
+                // This mount path's relocation layer first: the tree's seal, written last, is what
+                // says "materialized" (`envmount status`), and then the next mount here has both.
+                if let relocated {
+                    let layer = RelocationLayer(tree: tree, mountpoint: mountpoint.pathBytes)
+                    try buildLayer(layer, relocated: relocated, fetcher: fetcher)
+                    Log.info("relocation layer for \(mountpoint): \(relocated.fileCount) files and \(relocated.symlinkCount) symlinks at \(layer.path)")
+                }
                 let r = try tree.materialize(only: only) { chunk, offset, count, buf in
                     try fetcher.read(chunk, offset: offset, count: count, into: &buf, at: 0)
                 }
@@ -176,11 +183,6 @@ enum NativeServing {
                     : "\(have?.files.count ?? 0) of \(tree.totals.files) files (\(formatBytes(have?.bytes ?? 0)) of \(formatBytes(size)); a partial tree, the rest stays with FUSE)"
                 Log.info("materialized \(what); \(r.written) written, \(r.shared) shared with other revisions, in \(String(format2: Date().timeIntervalSince(start))) s at \(tree.path): the next mount serves them natively")
                 if let files = have?.files { settleCache(treeFiles: files) }
-                if let relocated {
-                    let layer = RelocationLayer(tree: tree, mountpoint: mountpoint.pathBytes)
-                    try buildLayer(layer, relocated: relocated, fetcher: fetcher)
-                    Log.info("relocation layer for \(mountpoint): \(relocated.fileCount) files and \(relocated.symlinkCount) symlinks at \(layer.path)")
-                }
             } catch {
                 Log.error("cannot materialize \(tree.path): \(error)")
             }

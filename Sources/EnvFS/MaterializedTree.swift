@@ -13,7 +13,8 @@
 //                           its bytes, and its key, SHA-256 of its path, mode, owner, mtime and
 //                           size: a file of a later revision with the same key whose bytes the
 //                           chunks confirm is hardlinked from the older tree, so it is stored once.
-//                           Written before the tree is renamed into place
+//                           Written once the tree is renamed into place: a seal means the tree
+//                           is whole and in place
 //   tmp/<pid>.tree.<n>/     a tree being built (removed once its writer is dead)
 //
 // Guarantees: bytes come only from verified chunks (read through the ChunkFetcher); the tree
@@ -84,9 +85,12 @@ public struct MaterializedTree: Sendable {
         let tmp = "\(root)/tmp/\(getpid()).tree.\(UInt32.random(in: 0...UInt32.max))"
         do {
             let r = try build(into: tmp, only: only, read: read)
+            try? FS.unlink(sealPath)
             try? FS.removeTree(path)
             try FS.rename(tmp, path)
-            return r
+            // Sealed last: a seal means the tree is in place (a tree without one is rebuilt).
+            try writeSeal(r.seal, partial: r.partial)
+            return (r.written, r.shared)
         } catch {
             try? FS.removeTree(tmp)
             throw error
@@ -103,7 +107,7 @@ public struct MaterializedTree: Sendable {
         }
     }
 
-    private func build(into tmp: String, only: Set<Int>?, read: ChunkReader) throws -> (written: Int, shared: Int) {
+    private func build(into tmp: String, only: Set<Int>?, read: ChunkReader) throws -> (written: Int, shared: Int, seal: [SealEntry], partial: Bool) {
         let m = manifest
         // Directories with a file missing below them: not opaque.
         var incomplete = [Bool](repeating: false, count: m.entries.count)
@@ -165,8 +169,7 @@ public struct MaterializedTree: Sendable {
             try FS.setMtime(paths[i], ns: e.mtimeNs)
         }
         for k in seal.indices { seal[k].ctimeNs = try FS.lstat(paths[seal[k].entry]).ctimeNs }
-        try writeSeal(seal, partial: incomplete[0])
-        return (written, shared)
+        return (written, shared, seal, incomplete[0])
     }
 
     /// Writes regular file `i` from its chunks at `dest` (inside the tree being built).

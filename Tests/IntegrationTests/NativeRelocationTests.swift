@@ -73,8 +73,9 @@ final class NativeRelocationTests: MountTestCase {
         // Warm, materialize (the daemon also builds this path's relocation layer), remount.
         try h.mount(store, mnt, cache: cache)
         XCTAssertEqual(try h.run("envmount", ["warm", mnt, "--all"]).status, 0)
+        // The tree's seal, which `status` reports as materialized, is written after the layer.
         let end = Date().addingTimeInterval(120)
-        while Date() < end, !log(cache).contains("relocation layer for \(mnt)") { usleep(200_000) }
+        while Date() < end, (try status(mnt)["materialized"] as? Bool) != true { usleep(200_000) }
         XCTAssertTrue(log(cache).contains("relocation layer for \(mnt)"), "no relocation layer built: \(log(cache))")
         XCTAssertEqual(try h.unmount(mnt).status, 0)
 
@@ -125,7 +126,7 @@ final class NativeRelocationTests: MountTestCase {
         try h.mount(store, mnt, cache: cache)
         XCTAssertEqual(try h.run("envmount", ["warm", mnt, "--all"]).status, 0)
         let end = Date().addingTimeInterval(120)
-        while Date() < end, !log(cache).contains("relocation layer for \(mnt)") { usleep(200_000) }
+        while Date() < end, (try status(mnt)["materialized"] as? Bool) != true { usleep(200_000) }
         XCTAssertEqual(try h.unmount(mnt).status, 0)
         let trees = cache + "/v1/trees"
         let relocDir = try XCTUnwrap(try FS.listDirectory(trees).first { $0.hasSuffix(".reloc") })

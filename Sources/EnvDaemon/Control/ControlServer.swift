@@ -13,6 +13,8 @@ final class ControlServer: Sendable {
     let ioTimeout: Double
     let handler: @Sendable (ControlRequest) -> ControlReply
     private let listener: FileDescriptor
+    /// The socket file's inode once bound: `stop` removes the path only while it is still ours.
+    private let inode: UInt64?
     private let stopped = Atomic<Bool>(false)
     /// Accept calls that failed (for tests: a spinning loop makes thousands).
     let acceptErrors = Atomic<Int>(0)
@@ -27,6 +29,7 @@ final class ControlServer: Sendable {
         self.ioTimeout = ioTimeout
         self.handler = handler
         listener = try UnixSocket.listen(path)
+        inode = (try? FS.lstat(path))?.inode
         for i in 0..<workers {
             let t = Thread { [self] in serveLoop() }
             t.name = "envmount-control-\(i)"
@@ -37,7 +40,9 @@ final class ControlServer: Sendable {
     /// Stops accepting and removes the socket file. Connections being served finish.
     func stop() {
         guard !stopped.exchange(true, ordering: .relaxed) else { return }
-        try? FS.unlink(path)
+        // A daemon that exits after its mount point was unmounted must not remove the socket of
+        // the next mount at the same path, which may already have bound it.
+        if let inode, (try? FS.lstat(path))?.inode == inode { try? FS.unlink(path) }
         UnixSocket.shutdown(listener)
     }
 
