@@ -40,7 +40,8 @@ if [ "$VENV" = small ]; then
     # A venv of this path, as if built here: its scripts, pyvenv.cfg and RECORDs name $SRC, so a
     # mount at $W/mnt relocates them (the common case: a fresh machine mounts elsewhere), as
     # venv-torch, published from where it was built, does.
-    grep -rlI --null "$BENCH_DIR/venv-small" "$SRC" | xargs -0 -r sed -i "s|$BENCH_DIR/venv-small|$SRC|g"
+    OLD=$(sed -n 's/^VIRTUAL_ENV="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$SRC/bin/activate" | head -n1)
+    [ -n "$OLD" ] && { grep -rlI --null "$OLD" "$SRC" || true; } | xargs -0 -r sed -i "s|$OLD|$SRC|g"
     head -c 48M /dev/urandom > "$SRC/big.bin"
     touch "$BENCH_DIR/bench-src/.complete-2"
   fi
