@@ -188,8 +188,9 @@ public enum MountDaemon {
         let relocated = o.relocate ? RelocatedFiles.make(manifest: manifest, mountpoint: mp.pathBytes) : nil
         let fs = EnvFilesystem(manifest: manifest, fetcher: fetcher, pool: pool, readAhead: o.readAheadChunks > 0 ? ra : nil,
                                relocated: relocated, onChunkRead: { recorder.record($0) })
+        let fuseOps = FuseOpCounters()
         let service = MountService(mountpoint: mp, opened: opened, store: store, cache: cache, fs: fs,
-                                   fetcher: fetcher, pool: pool, recorder: recorder)
+                                   fetcher: fetcher, pool: pool, recorder: recorder, fuseOps: fuseOps)
         var config = FuseConfig()
         config.readAheadKB = o.readAheadKB
         config.entryTimeout = o.kernelCacheTimeout
@@ -211,7 +212,8 @@ public enum MountDaemon {
         let session: FuseSession
         do {
             session = try FuseSession(fs: FuseBridge(fs), mountpoint: fuseMountpoint,
-                                      options: fuseOptions(o, env: opened.env, hidden: overlaid), config: config)
+                                      options: fuseOptions(o, env: opened.env, hidden: overlaid), config: config,
+                                      counters: fuseOps)
         } catch let e as FuseMountError {
             pool.stop()
             throw MountError(e.description)
@@ -270,7 +272,10 @@ public enum MountDaemon {
         service.stopControlSocket()
         pool.stop()
         if overlaid && layer == nil { try? FS.rmdir(fuseMountpoint.pathBytes) }
-        Log.info("unmounted \(mp): \(fetcher.stats.summary); peak RSS \(formatBytes(ProcessControl.peakResidentBytes()))")
+        let cpu = ProcessControl.cpuSeconds()
+        Log.info("unmounted \(mp): \(fetcher.stats.summary); peak RSS \(formatBytes(ProcessControl.peakResidentBytes())); "
+                 + "CPU \(String(format2: cpu.user)) s user, \(String(format2: cpu.system)) s system; FUSE requests "
+                 + fuseOps.snapshot.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         if overlayFailed.isSet { throw DaemonExit(1) }
         if rc != 0 && rc != -SIGTERM && rc != -SIGINT && rc != -SIGHUP { throw DaemonExit(rc < 0 ? 1 : rc) }
     }

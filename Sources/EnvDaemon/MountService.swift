@@ -3,6 +3,7 @@ import EnvFS
 import EnvFormat
 import EnvStore
 import Foundation
+import FuseKit
 import Glibc
 import Synchronization
 import SysKit
@@ -21,11 +22,13 @@ final class MountService: Sendable {
     let fetcher: ChunkFetcher
     let pool: FetchPool
     let recorder: AccessRecorder
+    let fuseOps: FuseOpCounters
     let chunkIndex: [ChunkID: UInt32]
     private let controlServer = Mutex<ControlServer?>(nil)
 
     init(mountpoint: String, opened: OpenedEnvironment, store: any ObjectStore, cache: ChunkCache,
-         fs: EnvFilesystem, fetcher: ChunkFetcher, pool: FetchPool, recorder: AccessRecorder) {
+         fs: EnvFilesystem, fetcher: ChunkFetcher, pool: FetchPool, recorder: AccessRecorder,
+         fuseOps: FuseOpCounters = FuseOpCounters()) {
         self.mountpoint = mountpoint
         self.env = opened.env
         self.ref = opened.ref
@@ -38,6 +41,7 @@ final class MountService: Sendable {
         self.fetcher = fetcher
         self.pool = pool
         self.recorder = recorder
+        self.fuseOps = fuseOps
         var idx: [ChunkID: UInt32] = [:]
         for (i, c) in opened.manifest.chunks.enumerated() { idx[c.id] = UInt32(i) }
         chunkIndex = idx
@@ -100,6 +104,13 @@ final class MountService: Sendable {
             rssBytes: ProcessControl.residentBytes(), jobs: pool.jobs.map(Self.info), lastError: fetcher.lastError,
             signedBy: signedBy)
         info.storeCheck = StoreCheck.ask(store, env: env, mounted: ref)
+        info.fuseOps = fuseOps.snapshot
+        info.fuseReadBytes = fuseOps.readBytes
+        info.demandWaits = s.demandWaits.load(ordering: .relaxed)
+        info.demandWaitSeconds = Double(s.demandWaitNs.load(ordering: .relaxed)) / 1e9
+        let cpu = ProcessControl.cpuSeconds()
+        info.cpuUserSeconds = cpu.user
+        info.cpuSystemSeconds = cpu.system
         return info
     }
 

@@ -79,6 +79,16 @@ public struct StatusInfo: Codable, Sendable, Equatable {
     public var materialized: Bool? = nil
     /// The store asked again for this status (reachable? newer revision?).
     public var storeCheck: StoreCheck? = nil
+    /// FUSE requests the kernel sent, by operation (`lookup`, `read`, `ioctl`, ...), and the
+    /// bytes READ replies carried.
+    public var fuseOps: [String: UInt64]? = nil
+    public var fuseReadBytes: UInt64? = nil
+    /// Reads that waited for chunk bytes (download or first-use hash), and their total wait.
+    public var demandWaits: UInt64? = nil
+    public var demandWaitSeconds: Double? = nil
+    /// CPU time the daemon has used (all threads), in seconds.
+    public var cpuUserSeconds: Double? = nil
+    public var cpuSystemSeconds: Double? = nil
 }
 
 /// One request or reply as the line sent on the socket.
