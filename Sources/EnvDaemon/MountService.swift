@@ -85,7 +85,8 @@ final class MountService: Sendable {
         JobInfo(id: j.id, label: j.label, chunks: j.totalChunks, doneChunks: j.doneChunks.load(ordering: .relaxed),
                 failedChunks: j.failedChunks.load(ordering: .relaxed), bytes: j.totalBytes,
                 doneBytes: j.doneBytes.load(ordering: .relaxed), seconds: j.elapsedSeconds,
-                finished: j.isFinished, error: j.error)
+                finished: j.isFinished, error: j.error,
+                finishedAt: j.isFinished ? Date().timeIntervalSince1970 - j.secondsSinceFinished : nil)
     }
 
     func status() -> StatusInfo {
@@ -155,8 +156,9 @@ final class MountService: Sendable {
         }
         let p = try Profile.decode(bytes)
         guard p.manifest == ref.manifest else { throw MountError("profile \(key) was recorded for another manifest") }
-        pool.profileActive.store(true, ordering: .relaxed)
-        return pool.submit(label: "profile \(name)", chunks: p.chunks.compactMap { chunkIndex[$0] })
+        let chunks = p.chunks.compactMap { chunkIndex[$0] }
+        pool.addProfile(chunks)
+        return pool.submit(label: "profile \(name)", chunks: chunks)
     }
 }
 

@@ -39,6 +39,9 @@ public struct JobInfo: Codable, Sendable, Equatable {
     public var seconds: Double
     public var finished: Bool
     public var error: String?
+    /// When the job finished, in seconds since the epoch (for timelines: a start-up prefetch
+    /// against the mount command's start and the workload's end).
+    public var finishedAt: Double? = nil
 }
 
 public struct StatusInfo: Codable, Sendable, Equatable {
