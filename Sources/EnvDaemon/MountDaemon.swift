@@ -191,6 +191,10 @@ public enum MountDaemon {
         let fuseOps = FuseOpCounters()
         let service = MountService(mountpoint: mp, opened: opened, store: store, cache: cache, fs: fs,
                                    fetcher: fetcher, pool: pool, recorder: recorder, fuseOps: fuseOps)
+        // Started before the kernel mount, so the profile's chunks are under way by READY.
+        let prefetch = (o.prefetch ?? (o.prefetchDefault ? "default" : nil)).map {
+            ProfilePrefetch(name: $0, explicit: o.prefetch != nil, service: service)
+        }
         var config = FuseConfig()
         config.readAheadKB = o.readAheadKB
         config.entryTimeout = o.kernelCacheTimeout
@@ -218,7 +222,7 @@ public enum MountDaemon {
             pool.stop()
             throw MountError(e.description)
         }
-        let env = opened.env, revision = opened.ref.revision, prefetch = o.prefetch, prefetchDefault = o.prefetchDefault, wantNative = nativeAllowed
+        let env = opened.env, revision = opened.ref.revision, wantNative = nativeAllowed
         let overlayFailed = LayerFailure()
         let materializer = NativeServing.Materializer(tree: tree, fetcher: fetcher, cache: cache)
         let record = WritableLayer.Record(store: o.store, env: env, manifest: opened.ref.manifest, revision: revision)
@@ -251,16 +255,7 @@ public enum MountDaemon {
             }
             Log.info("mounted \(env) revision \(revision) at \(mp), pid \(ProcessControl.pid)")
             for line in relocationLines(manifest, relocated, relocate: o.relocate, listLimit: .max) { Log.info(line) }
-            if let p = prefetch ?? (prefetchDefault ? "default" : nil) {
-                do {
-                    let job = try service.warmProfile(p)
-                    Log.info("prefetching profile \(p): \(job.totalChunks) chunks, \(formatBytes(job.totalBytes))")
-                } catch let e as ProfileNotFound where prefetch == nil {
-                    Log.info("no profile default for this revision: nothing prefetched (\(e))")
-                } catch {
-                    Log.error("cannot prefetch profile \(p): \(error)")
-                }
-            }
+            prefetch?.logWhenKnown()
             if let treeNote { Log.error(treeNote) }
             if native {
                 Log.info("serving \(tree.totals.files) files natively from \(tree.path)")
