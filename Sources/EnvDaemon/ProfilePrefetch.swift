@@ -1,5 +1,5 @@
 import Dispatch
-import EnvFS
+import EnvFetch
 import Foundation
 import Synchronization
 import SysKit

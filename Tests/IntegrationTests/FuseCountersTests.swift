@@ -6,16 +6,7 @@ import XCTest
 
 /// `envmount status` counts the FUSE requests a workload costs, by operation, on a real mount:
 /// the evidence the WAN benchmark reports for a cold start.
-final class FuseCountersTests: XCTestCase {
-    var h: Harness!
-
-    override func setUpWithError() throws {
-        try Harness.requireFuse()
-        h = try Harness("fusecount")
-    }
-
-    override func tearDown() { h?.cleanUp() }
-
+final class FuseCountersTests: MountTestCase {
     func status(_ mp: String) throws -> [String: Any] {
         let r = try h.run("envmount", ["status", mp, "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
