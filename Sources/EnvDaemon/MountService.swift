@@ -26,6 +26,7 @@ final class MountService: Sendable {
     let fuseOps: FuseOpCounters
     let chunkIndex: [ChunkID: UInt32]
     private let controlServer = Mutex<ControlServer?>(nil)
+    private let native = Mutex<NativeSummary?>(nil)
 
     init(mountpoint: String, opened: OpenedEnvironment, store: any ObjectStore, cache: ChunkCache,
          fs: EnvFilesystem, fetcher: ChunkFetcher, pool: FetchPool, recorder: AccessRecorder,
@@ -47,6 +48,9 @@ final class MountService: Sendable {
         for (i, c) in opened.manifest.chunks.enumerated() { idx[c.id] = UInt32(i) }
         chunkIndex = idx
     }
+
+    /// What the kernel serves natively at this mount (nil: everything goes through FUSE).
+    func setNative(_ summary: NativeSummary?) { native.withLock { $0 = summary } }
 
     /// Serves control requests on the mount's socket until `stopControlSocket`.
     func startControlSocket() throws {
@@ -113,6 +117,7 @@ final class MountService: Sendable {
         let cpu = ProcessControl.cpuSeconds()
         info.cpuUserSeconds = cpu.user
         info.cpuSystemSeconds = cpu.system
+        info.native = native.withLock { $0 }
         return info
     }
 

@@ -65,7 +65,10 @@ struct Status: ParsableCommand {
         if let n = s.demandWaits, let w = s.demandWaitSeconds, let u = s.cpuUserSeconds, let k = s.cpuSystemSeconds {
             lines.append("  waits     \(n) reads waited \(String(format2: w)) s in all for chunk bytes; daemon CPU \(String(format2: u)) s user, \(String(format2: k)) s system")
         }
-        if let t = s.nativeTree {
+        if let n = s.native {
+            lines.insert("  native    \(n.files) files (\(formatBytes(n.bytes))) served by the kernel from \(n.tree); the daemon serves none of them"
+                         + (n.relocationLayer.map { "\n            \(n.relocatedFiles) relocated files from \($0)" } ?? ""), at: 2)
+        } else if let t = s.nativeTree {
             lines.insert("  native    every file served by the kernel from \(t) (all \(formatBytes(s.totalBytes)); the daemon serves none)", at: 2)
         } else {
             lines.insert("  native    none: files are served through FUSE" + (s.materialized == true
