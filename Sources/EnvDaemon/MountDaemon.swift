@@ -213,7 +213,8 @@ public enum MountDaemon {
         let (nativeLowers, treeNotes) = nativeAllowed
             ? NativeServing.lowers(tree, relocated: relocated, mountpoint: mp, fetcher: fetcher) : ([], [])
         let native = !nativeLowers.isEmpty
-        service.setNative(native ? NativeServing.summary(tree, lowers: nativeLowers, relocated: relocated) : nil)
+        let nativeSummary = native ? NativeServing.summary(tree, lowers: nativeLowers, relocated: relocated) : nil
+        service.setNative(nativeSummary)
         let overlaid = layer != nil || native
         let fuseMountpoint = layer?.lower ?? (overlaid ? EnvOverlay.hiddenLower(for: mp) : mp)
         if let layer { try layer.prepare() } else if overlaid { try FS.makeDirectories(fuseMountpoint, mode: 0o700) }
@@ -262,8 +263,7 @@ public enum MountDaemon {
             prefetch?.logWhenKnown()
             for note in treeNotes { Log.error(note) }
             NativeServing.accountTrees(cache)
-            if native {
-                let n = NativeServing.summary(tree, lowers: nativeLowers, relocated: relocated)
+            if let n = nativeSummary {
                 Log.info("serving \(n.files) of \(n.totalFiles) files natively from \(nativeLowers.joined(separator: " over "))")
             } else if wantNative {
                 materializer.start()

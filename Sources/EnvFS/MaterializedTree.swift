@@ -319,14 +319,29 @@ public struct MaterializedTree: Sendable {
 
     private func readSeal() -> (SealHeader, [SealEntry])? {
         guard let bytes = try? FS.readFile(sealPath) else { return nil }
-        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
-        guard let first = lines.first, let header = SealHeader(first, id: id) else { return nil }
+        // Split as bytes: splitting a String by Character walks grapheme clusters, which made
+        // reading the seal of an 11k-file tree a visible part of a native mount's start.
+        let lines = bytes.split(separator: 0x0a)
+        guard let first = lines.first, let header = SealHeader(Substring(String(decoding: first, as: UTF8.self)), id: id) else { return nil }
+        func int(_ b: ArraySlice<UInt8>) -> Int64? {
+            var v: Int64 = 0, neg = false, any = false
+            for (k, c) in b.enumerated() {
+                if k == 0 && c == 0x2d { neg = true; continue }
+                guard c >= 0x30 && c <= 0x39 else { return nil }
+                let (m, o1) = v.multipliedReportingOverflow(by: 10)
+                let (a, o2) = m.addingReportingOverflow(Int64(c - 0x30))
+                guard !o1 && !o2 else { return nil }
+                v = a
+                any = true
+            }
+            return any ? (neg ? -v : v) : nil
+        }
         var out: [SealEntry] = []
         out.reserveCapacity(lines.count)
         for l in lines.dropFirst() {
-            let p = l.split(separator: " ")
-            guard p.count == 4, let i = Int(p[0]), let c = Int64(p[1]), i >= 0, i < manifest.entries.count else { return nil }
-            out.append(SealEntry(entry: i, ctimeNs: c, digest: String(p[2]), key: String(p[3])))
+            let p = l.split(separator: 0x20)
+            guard p.count == 4, let i = int(p[0]).map(Int.init), let c = int(p[1]), i >= 0, i < manifest.entries.count else { return nil }
+            out.append(SealEntry(entry: i, ctimeNs: c, digest: String(decoding: p[2], as: UTF8.self), key: String(decoding: p[3], as: UTF8.self)))
         }
         return (header, out)
     }
@@ -367,12 +382,14 @@ public struct MaterializedTree: Sendable {
         let m = manifest
         let results = StatResults(count: seal.count)
         let sealed = seal
+        // `path` is built from the id each time it is asked for: once here, not once per file.
+        let base = path.pathBytes + [UInt8(ascii: "/")]
         // stat in parallel: on a cold page cache the inode reads then overlap.
         let stride = 256
         DispatchQueue.concurrentPerform(iterations: (sealed.count + stride - 1) / stride) { part in
             for k in part * stride..<min(sealed.count, (part + 1) * stride) {
                 let i = sealed[k].entry
-                let p = path.pathBytes + [UInt8(ascii: "/")] + m.path(i)
+                let p = base + m.path(i)
                 guard let st = try? FS.lstat(p), st.kind == .regular, st.size == m.entries[i].size,
                       st.mtimeNs == m.entries[i].mtimeNs else { results.set(k, .missing); continue }
                 results.set(k, st.ctimeNs == sealed[k].ctimeNs && !rehashAll ? .same : .moved(st.ctimeNs))
@@ -380,8 +397,10 @@ public struct MaterializedTree: Sendable {
         }
         var resealed = false
         for k in seal.indices {
-            let p = path.pathBytes + [UInt8(ascii: "/")] + m.path(seal[k].entry)
-            switch results.get(k) {
+            let outcome = results.get(k)
+            if case .same = outcome { continue }
+            let p = base + m.path(seal[k].entry)
+            switch outcome {
             case .same: continue
             case .missing: return .damaged("\(p.pathString) is missing or has the wrong size or mtime")
             case let .moved(ctime):

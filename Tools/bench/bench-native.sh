@@ -78,7 +78,8 @@ echo "== publish, warm, materialize" | tee -a "$LOG"
 mnt
 "$BIN/envmount" warm "$MNT" --all >> "$LOG" 2>&1
 for _ in $(seq 600); do
-  "$BIN/envmount" status "$MNT" --json | grep -Eq '"materialized" ?: ?true' && break; sleep 0.5
+  # The log line comes right after the seal that `status` reports: wait for it, not for status.
+  grep -q "info materialized" "$CACHE/logs/bench.log" 2>/dev/null && break; sleep 0.5
 done
 { grep materialized "$CACHE/logs/bench.log" || echo "NOT materialized: the tree column is served through FUSE"; } | tail -n1 | tee -a "$LOG"
 grep -h "relocation layer for" "$CACHE/logs/bench.log" | tail -n1 | tee -a "$LOG" || true
