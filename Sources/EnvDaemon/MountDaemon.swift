@@ -253,7 +253,12 @@ public enum MountDaemon {
             }
             Log.info("mounted \(env) revision \(revision) at \(mp), pid \(ProcessControl.pid)")
             for line in relocationLines(manifest, relocated, relocate: o.relocate, listLimit: .max) { Log.info(line) }
-            if let p = prefetch ?? (prefetchDefault ? "default" : nil) {
+            // A materialized tree serves every file from local disk: profile `default` would
+            // only re-read and re-hash cached chunks while the workload starts (an explicit
+            // --prefetch is still honoured).
+            if native && prefetch == nil && prefetchDefault {
+                Log.info("profile default not prefetched: every file is served natively")
+            } else if let p = prefetch ?? (prefetchDefault ? "default" : nil) {
                 do {
                     let job = try service.warmProfile(p)
                     Log.info("prefetching profile \(p): \(job.totalChunks) chunks, \(formatBytes(job.totalBytes))")
