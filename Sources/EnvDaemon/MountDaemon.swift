@@ -189,8 +189,10 @@ public enum MountDaemon {
         let relocated = o.relocate ? RelocatedFiles.make(manifest: manifest, mountpoint: mp.pathBytes) : nil
         let fs = EnvFilesystem(manifest: manifest, fetcher: fetcher, pool: pool, readAhead: o.readAheadChunks > 0 ? ra : nil,
                                relocated: relocated, onChunkRead: { recorder.record($0) })
+        let fuseOps = FuseOpCounters()
         let service = MountService(mountpoint: mp, opened: opened, store: store, cache: cache, fs: fs,
-                                   fetcher: fetcher, pool: pool, recorder: recorder)
+                                   fetcher: fetcher, pool: pool, recorder: recorder, fuseOps: fuseOps)
+        // Started before the kernel mount, so the profile's chunks are under way by READY.
         var config = FuseConfig()
         config.readAheadKB = o.readAheadKB
         config.entryTimeout = o.kernelCacheTimeout
@@ -209,18 +211,26 @@ public enum MountDaemon {
             ? NativeServing.lowers(tree, relocated: relocated, mountpoint: mp, fetcher: fetcher) : ([], [])
         let native = !nativeLowers.isEmpty
         service.setNative(native ? NativeServing.summary(tree, lowers: nativeLowers, relocated: relocated) : nil)
+        // A materialized tree serves every file from local disk: profile `default` would only
+        // re-read and re-hash cached chunks beside the workload (an explicit --prefetch is still
+        // honoured). Started before the kernel mount, so the profile's chunks are under way by READY.
+        let skipDefault = native && o.prefetch == nil && o.prefetchDefault
+        let prefetch = skipDefault ? nil : (o.prefetch ?? (o.prefetchDefault ? "default" : nil)).map {
+            ProfilePrefetch(name: $0, explicit: o.prefetch != nil, service: service)
+        }
         let overlaid = layer != nil || native
         let fuseMountpoint = layer?.lower ?? (overlaid ? EnvOverlay.hiddenLower(for: mp) : mp)
         if let layer { try layer.prepare() } else if overlaid { try FS.makeDirectories(fuseMountpoint, mode: 0o700) }
         let session: FuseSession
         do {
             session = try FuseSession(fs: FuseBridge(fs), mountpoint: fuseMountpoint,
-                                      options: fuseOptions(o, env: opened.env, hidden: overlaid), config: config)
+                                      options: fuseOptions(o, env: opened.env, hidden: overlaid), config: config,
+                                      counters: fuseOps)
         } catch let e as FuseMountError {
             pool.stop()
             throw MountError(e.description)
         }
-        let env = opened.env, revision = opened.ref.revision, prefetch = o.prefetch, prefetchDefault = o.prefetchDefault, wantNative = nativeAllowed
+        let env = opened.env, revision = opened.ref.revision, wantNative = nativeAllowed
         let overlayFailed = LayerFailure()
         let materializer = NativeServing.Materializer(tree: tree, fetcher: fetcher, cache: cache, relocated: relocated, mountpoint: mp)
         let record = WritableLayer.Record(store: o.store, env: env, manifest: opened.ref.manifest, revision: revision)
@@ -253,21 +263,8 @@ public enum MountDaemon {
             }
             Log.info("mounted \(env) revision \(revision) at \(mp), pid \(ProcessControl.pid)")
             for line in relocationLines(manifest, relocated, relocate: o.relocate, listLimit: .max) { Log.info(line) }
-            // A materialized tree serves every file from local disk: profile `default` would
-            // only re-read and re-hash cached chunks while the workload starts (an explicit
-            // --prefetch is still honoured).
-            if native && prefetch == nil && prefetchDefault {
-                Log.info("profile default not prefetched: every file is served natively")
-            } else if let p = prefetch ?? (prefetchDefault ? "default" : nil) {
-                do {
-                    let job = try service.warmProfile(p)
-                    Log.info("prefetching profile \(p): \(job.totalChunks) chunks, \(formatBytes(job.totalBytes))")
-                } catch let e as ProfileNotFound where prefetch == nil {
-                    Log.info("no profile default for this revision: nothing prefetched (\(e))")
-                } catch {
-                    Log.error("cannot prefetch profile \(p): \(error)")
-                }
-            }
+            if skipDefault { Log.info("profile default not prefetched: every file is served natively") }
+            prefetch?.logWhenKnown()
             for note in treeNotes { Log.error(note) }
             if native {
                 Log.info("serving \(tree.totals.files) files natively from \(nativeLowers.joined(separator: " over "))")
@@ -279,7 +276,10 @@ public enum MountDaemon {
         service.stopControlSocket()
         pool.stop()
         if overlaid && layer == nil { try? FS.rmdir(fuseMountpoint.pathBytes) }
-        Log.info("unmounted \(mp): \(fetcher.stats.summary); peak RSS \(formatBytes(ProcessControl.peakResidentBytes()))")
+        let cpu = ProcessControl.cpuSeconds()
+        Log.info("unmounted \(mp): \(fetcher.stats.summary); peak RSS \(formatBytes(ProcessControl.peakResidentBytes())); "
+                 + "CPU \(String(format2: cpu.user)) s user, \(String(format2: cpu.system)) s system; FUSE requests "
+                 + fuseOps.snapshot.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         if overlayFailed.isSet { throw DaemonExit(1) }
         if rc != 0 && rc != -SIGTERM && rc != -SIGINT && rc != -SIGHUP { throw DaemonExit(rc < 0 ? 1 : rc) }
     }
