@@ -3,7 +3,8 @@
 # publish-time profile `default`) + the small workload, alternating A, B, A, B, … in one run.
 #
 #   sudo A=/path/to/old/bin B=.build/release Tools/bench/cold-ab.sh [mount options…]
-#   env: BENCH_DIR (default /var/tmp/envmount-bench; needs $BENCH_DIR/wan/www/small/store as
+#   sudo A=.build/release B=.build/release B_OPTS='--prefetch bench' Tools/bench/cold-ab.sh
+#   env: A_OPTS, B_OPTS (more mount options for one side), BENCH_DIR (default /var/tmp/envmount-bench; needs $BENCH_DIR/wan/www/small/store as
 #        bench-wan.sh prepares it), REPS=3, DELAY_MS=20, RATE=1gbit, NGINX_PORT=18280, PROXY_PORT=18281
 #
 # One line per run, from `envmount status --json` right after the workload: total and mount
@@ -65,5 +66,6 @@ one() { # LABEL BINDIR [mount options]
         --arg load "$(cut -d' ' -f1 /proc/loadavg)" '.[0] | "\($L): total \($tot|tonumber*100|round/100) s, mount \($tm|tonumber*100|round/100) s, prefetch done \($pd) s, waits \(.demandWaits // "?") / \((.demandWaitSeconds // 0)*100|round/100) s, \(.requests) requests \(.bytesFetched/1e6|round) MB, daemon CPU \(((.cpuUserSeconds // 0)+(.cpuSystemSeconds // 0))*100|round/100) s, FUSE requests \(.fuseOps // {} | add), load \($load)"' <<<"$j"
 }
 
-echo "cold-ab: A=$A B=$B, $REPS reps, options: $*; load $(cut -d' ' -f1-3 /proc/loadavg)"
-for r in $(seq "$REPS"); do one A "$A" "$@"; one B "$B" "$@"; done
+echo "cold-ab: A=$A ${A_OPTS:-} B=$B ${B_OPTS:-}, $REPS reps, options: $*; load $(cut -d' ' -f1-3 /proc/loadavg)"
+# shellcheck disable=SC2086
+for r in $(seq "$REPS"); do one A "$A" ${A_OPTS:-} "$@"; one B "$B" ${B_OPTS:-} "$@"; done
