@@ -53,8 +53,10 @@ public struct MaterializedTree: Sendable {
     struct SealEntry {
         var entry: Int
         var ctimeNs: Int64
-        var digest: String
-        var key: String
+        /// Both as the seal's bytes (hex): a seal of 11k files is read at every mount, and two
+        /// String allocations per line were most of that.
+        var digest: ArraySlice<UInt8>
+        var key: ArraySlice<UInt8>
     }
 
     /// Reads `count` bytes at `offset` of a chunk into a buffer (the fetcher's verified read).
@@ -155,7 +157,7 @@ public struct MaterializedTree: Sendable {
                     digest = try writeFile(i, to: paths[i], read: read)
                     written += 1
                 }
-                seal.append(SealEntry(entry: i, ctimeNs: 0, digest: digest, key: k))
+                seal.append(SealEntry(entry: i, ctimeNs: 0, digest: Array(digest.utf8)[...], key: Array(k.utf8)[...]))
             }
         }
         for i in links { try FS.link(paths[Int(m.entries[i].owner)], paths[i]) }
@@ -298,7 +300,13 @@ public struct MaterializedTree: Sendable {
         let bytes = seal.reduce(UInt64(0)) { $0 + manifest.entries[$1.entry].size }
         var s = "envmount-tree 1 \(id.hex)\(partial ? " partial" : "") bytes=\(bytes)\n"
         s.reserveCapacity(seal.count * 100)
-        for e in seal { s += "\(e.entry) \(e.ctimeNs) \(e.digest) \(e.key)\n" }
+        for e in seal {
+            s += "\(e.entry) \(e.ctimeNs) "
+            s += String(decoding: e.digest, as: UTF8.self)
+            s += " "
+            s += String(decoding: e.key, as: UTF8.self)
+            s += "\n"
+        }
         try FS.writeFileAtomically(sealPath, Array(s.utf8))
     }
 
@@ -341,7 +349,7 @@ public struct MaterializedTree: Sendable {
         for l in lines.dropFirst() {
             let p = l.split(separator: 0x20)
             guard p.count == 4, let i = int(p[0]).map(Int.init), let c = int(p[1]), i >= 0, i < manifest.entries.count else { return nil }
-            out.append(SealEntry(entry: i, ctimeNs: c, digest: String(decoding: p[2], as: UTF8.self), key: String(decoding: p[3], as: UTF8.self)))
+            out.append(SealEntry(entry: i, ctimeNs: c, digest: p[2], key: p[3]))
         }
         return (header, out)
     }
@@ -404,7 +412,7 @@ public struct MaterializedTree: Sendable {
             case .same: continue
             case .missing: return .damaged("\(p.pathString) is missing or has the wrong size or mtime")
             case let .moved(ctime):
-                guard (try? Self.digest(ofFile: p)) == seal[k].digest else { return .damaged("\(p.pathString) does not hold the bytes it was written with") }
+                guard let have = try? Self.digest(ofFile: p), have.utf8.elementsEqual(seal[k].digest) else { return .damaged("\(p.pathString) does not hold the bytes it was written with") }
                 if seal[k].ctimeNs != ctime {
                     seal[k].ctimeNs = ctime
                     resealed = true
