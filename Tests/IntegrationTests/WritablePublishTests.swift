@@ -155,4 +155,63 @@ final class WritablePublishTests: XCTestCase {
         XCTAssertGreaterThan(compared, unchanged.count)
         XCTAssertEqual(try h.unmount(mnt).status, 0)
     }
+    func testUninstalledPackagesReplacedDirectoriesAndModeChangesReachTheNewRevisionAndAReadOnlyMountIsRefused() throws {
+        let venv = h.dir + "/src/venv", store = h.dir + "/store", layer = h.dir + "/layer", ro = h.dir + "/ro"
+        _ = try makeVenvAndWheel(venv)
+        XCTAssertEqual(try h.publish(venv, store, ["--env", "py"]).status, 0)
+        // At the venv's own path (the usual way: its scripts name it), the venv itself gone.
+        try FS.removeTree(venv)
+        overlays.append(venv)
+        try h.mount(store, venv, cache: h.dir + "/cache", ["--writable", layer, "--no-prefetch"])
+
+        // A read-only mount is refused, and so is a plain directory without STORE.
+        try h.mount(store, ro, cache: h.dir + "/cache-ro", ["--env", "py", "--no-prefetch"])
+        let refused = try h.run("envpublish", [ro, store, "--env", "py2", "--no-record"])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("\(ro) is a read-only envmount mount of py"), refused.stderr)
+        XCTAssertEqual(try h.unmount(ro).status, 0)
+        let noStore = try h.run("envpublish", [h.dir + "/wheels", "--no-record"])
+        XCTAssertNotEqual(noStore.status, 0)
+        XCTAssertTrue(noStore.stderr.contains("missing STORE"), noStore.stderr)
+        XCTAssertFalse(FS.exists(store + "/refs/py2"))
+
+        // pip uninstall leaves whiteouts; a directory removed and made again is opaque in the
+        // layer; a chmod copies a file up.
+        try pip(venv, ["uninstall", "-y", "setuptools"])
+        XCTAssertNotEqual(try h.run(venv + "/bin/python", ["-c", "import setuptools"]).status, 0)
+        try FS.removeTree(venv + "/extra")
+        try FS.makeDirectories(venv + "/extra")
+        try writeFile((venv + "/extra/a.txt").pathBytes, Array("layer a\n".utf8))
+        let opaque = try h.run("/usr/bin/env", ["python3", "-c", "import os, sys; print(os.getxattr(sys.argv[1], 'trusted.overlay.opaque'))", layer + "/upper/extra"])
+        XCTAssertEqual(opaque.stdout, "b'y'\n", "extra/ should be an opaque directory in the layer: \(opaque.stderr)")
+        try FS.chmod((venv + "/bin/activate.csh").pathBytes, 0o600)
+
+        let (unchanged, inLayer) = try classify(venv, upper: layer + "/upper")
+        let pub = try h.run("envpublish", [venv, "--no-record"])
+        XCTAssertEqual(pub.status, 0, pub.stderr)
+        XCTAssertTrue(pub.stdout.contains("py: revision 2"), pub.stdout)
+        XCTAssertEqual(reuseFigures(pub.stdout)?.reused, unchanged.count, pub.stdout)
+        XCTAssertEqual(reuseFigures(pub.stdout)?.read, inLayer.count, pub.stdout)
+
+        // Revision 2, fresh: setuptools gone, extra/ as replaced, the mode as changed.
+        let other = h.dir + "/other"
+        try h.mount(store, other, cache: h.dir + "/cache2", ["--env", "py", "--no-prefetch"])
+        XCTAssertNotEqual(try h.run(other + "/bin/python", ["-c", "import setuptools"]).status, 0, "setuptools still in revision 2")
+        XCTAssertEqual(try h.run(other + "/bin/python", ["-c", "import pip; print('ok')"]).stdout, "ok\n")
+        XCTAssertEqual(try FS.listDirectory(other + "/extra"), ["a.txt"])
+        XCTAssertEqual(try FS.readFile(other + "/extra/a.txt"), Array("layer a\n".utf8))
+        XCTAssertEqual(try FS.lstat(other + "/bin/activate.csh").mode, 0o600)
+        XCTAssertEqual(try FS.lstat(other + "/bin/activate").mode, try FS.lstat(venv + "/bin/activate").mode)
+        XCTAssertEqual(try h.unmount(other).status, 0)
+        let diff = try h.run("envmount", ["diff", store, "--env", "py", "1", "2"])
+        XCTAssertTrue(diff.stdout.contains("setuptools"), diff.stdout + diff.stderr)
+
+        // The same layer published again, nothing changed since: the same tree, the same revision
+        // (said with a note that the store is past the layer's base).
+        let again = try h.run("envpublish", [venv, "--no-record"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stdout.contains("py: unchanged, still revision 2"), again.stdout)
+        XCTAssertTrue(again.stderr.contains("made over revision 1"), again.stderr)
+        XCTAssertEqual(try h.unmount(venv).status, 0)
+    }
 }
