@@ -7,15 +7,7 @@ import XCTest
 
 /// Warm, profiles, offline mounts and crash safety, with a directory store that the tests
 /// "stop" by renaming it away.
-final class CacheAndWarmTests: XCTestCase {
-    var h: Harness!
-
-    override func setUpWithError() throws {
-        try Harness.requireFuse()
-        h = try Harness(String(name.split(separator: " ").last?.prefix { $0.isLetter } ?? "t"))
-    }
-
-    override func tearDown() { h?.cleanUp() }
+final class CacheAndWarmTests: MountTestCase {
 
     /// A venv with a distribution `Envmount_Probe` (dist-info + RECORD) whose files fill a few
     /// chunks of their own, and an unrelated large file after it in path order.

@@ -7,21 +7,13 @@ import XCTest
 
 /// The chunk cache through real mounts: damaged entries are refetched, never served; a cache
 /// directory another user owns is refused; a full cache disk does not multiply what is fetched.
-final class CacheTrustTests: XCTestCase {
-    var h: Harness!
-    var stops: [() -> Void] = []
+final class CacheTrustTests: MountTestCase {
     var tmpfs: String?
 
-    override func setUpWithError() throws {
-        try Harness.requireFuse()
-        h = try Harness(String(name.split(separator: " ").last?.prefix { $0.isLetter } ?? "t"))
-    }
-
     override func tearDown() {
-        h?.cleanUp()
-        for s in stops.reversed() { s() }
+        h?.unmountAll()
         if let t = tmpfs { _ = Servers.run("/bin/umount", [t]) }
-        h?.cleanUp()
+        super.tearDown()
     }
 
     func status(_ mp: String) throws -> [String: Any] {

@@ -7,16 +7,8 @@ import SysKit
 import TestSupport
 import XCTest
 
-final class DaemonTests: XCTestCase {
-    var h: Harness!
+final class DaemonTests: MountTestCase {
     let nobody: UInt32 = 65534
-
-    override func setUpWithError() throws {
-        try Harness.requireFuse()
-        h = try Harness(String(name.split(separator: " ").last?.prefix { $0.isLetter } ?? "t"))
-    }
-
-    override func tearDown() { h?.cleanUp() }
 
     /// A published two-file store at h.dir/store.
     func publishSmall() throws -> String {

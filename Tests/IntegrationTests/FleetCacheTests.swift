@@ -8,20 +8,7 @@ import XCTest
 /// in front of nginx, 8 mounts with their own caches starting at once through it (http_proxy),
 /// each running a venv's imports. The origin's bytes (nginx's log) must stay within 1.2× of what
 /// one mount alone takes from it.
-final class FleetCacheTests: XCTestCase {
-    var h: Harness!
-    var stops: [() -> Void] = []
-
-    override func setUpWithError() throws {
-        try Harness.requireFuse()
-        h = try Harness("fleet")
-    }
-
-    override func tearDown() {
-        // Servers first: squid.sh stops squid by the PID file in the test's directory.
-        for s in stops.reversed() { s() }
-        h?.cleanUp()
-    }
+final class FleetCacheTests: MountTestCase {
 
     static let packages = (0..<6).map { "fleet_pkg_\($0)" }
 

@@ -116,12 +116,20 @@ final class Harness {
         return false
     }
 
-    func cleanUp() {
+    /// Unmounts what the test mounted and ends the daemons it started.
+    func unmountAll() {
         for mp in mounts.reversed() {
             _ = try? run("/bin/fusermount3", ["-u", "-z", mp])
         }
+        mounts = []
         for pid in daemons { if kill(pid, 0) == 0 { kill(pid, SIGTERM) } }
         for pid in daemons { _ = Harness.waitForExit(pid, seconds: 5) }
+        daemons = []
+    }
+
+    /// unmountAll, then removes the test's directory.
+    func cleanUp() {
+        unmountAll()
         try? FS.removeTree(dir)
     }
 

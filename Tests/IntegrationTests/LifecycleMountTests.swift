@@ -11,19 +11,7 @@ import XCTest
 /// `--revision` mounts compare equal to copies of the source kept aside, concurrent publishes
 /// (two processes) both land, and gc --keep-last 2 removes the dropped revision's own chunks
 /// while every kept revision still mounts whole.
-final class LifecycleMountTests: XCTestCase {
-    var h: Harness!
-    var stops: [() -> Void] = []
-
-    override func setUpWithError() throws {
-        try Harness.requireFuse()
-        h = try Harness(String(name.split(separator: " ").last?.prefix { $0.isLetter } ?? "t"))
-    }
-
-    override func tearDown() {
-        h?.cleanUp()
-        for s in stops.reversed() { s() }
-    }
+final class LifecycleMountTests: MountTestCase {
 
     /// pip in the venv, from PyPI. A failure to reach PyPI fails in CI and skips elsewhere.
     func pip(_ venv: String, _ args: [String]) throws -> String {

@@ -5,17 +5,7 @@ import SysKit
 import TestSupport
 import XCTest
 
-final class MountTests: XCTestCase {
-    var h: Harness!
-
-    override func setUpWithError() throws {
-        try Harness.requireFuse()
-        h = try Harness(String(name.split(separator: " ").last?.prefix { $0.isLetter } ?? "t"))
-    }
-
-    override func tearDown() {
-        h?.cleanUp()
-    }
+final class MountTests: MountTestCase {
 
     func testEveryEntryOfThePublishedTreeMatchesTheSourceAndTheVenvRuns() throws {
         let src = h.dir + "/src/tree", store = h.dir + "/store", mnt = h.dir + "/mnt"

@@ -7,20 +7,7 @@ import XCTest
 
 /// Materialized trees: a revision whose chunks are all cached is written whole into the cache
 /// and the next mount serves it through an overlay, without the daemon.
-final class NativeServingTests: XCTestCase {
-    var h: Harness!
-
-    override func setUpWithError() throws {
-        try Harness.requireFuse()
-        h = try Harness(String(name.split(separator: " ").last?.prefix { $0.isLetter } ?? "t"))
-    }
-
-    override func tearDown() {
-        if let h {
-            for m in TestMounts.overlays(under: h.dir) { try? FS.lazyUnmount(m) }
-            h.cleanUp()
-        }
-    }
+final class NativeServingTests: MountTestCase {
 
     func status(_ mnt: String) throws -> [String: Any] {
         let r = try h.run("envmount", ["status", mnt, "--json"])

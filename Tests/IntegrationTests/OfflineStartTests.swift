@@ -8,19 +8,7 @@ import XCTest
 /// store unreachable, the mount comes up offline from the cached ref within 3 s, whether the
 /// store refuses the connection or accepts it and never answers; `status` then says when the
 /// store is back and whether it holds a newer revision.
-final class OfflineStartTests: XCTestCase {
-    var h: Harness!
-    var stops: [() -> Void] = []
-
-    override func setUpWithError() throws {
-        try Harness.requireFuse()
-        h = try Harness(String(name.split(separator: " ").last?.prefix { $0.isLetter } ?? "t"))
-    }
-
-    override func tearDown() {
-        h?.cleanUp()
-        for s in stops.reversed() { s() }
-    }
+final class OfflineStartTests: MountTestCase {
 
     func startNginx(_ dir: String, port: Int, state: String) throws -> Int32 {
         let (rc, out) = Servers.run("/bin/bash", [Servers.repoRoot + "/Tools/servers/nginx.sh", "start", dir, "\(port)", state])

@@ -7,9 +7,7 @@ import XCTest
 /// `envmount warm` on wheels from PyPI, not generated trees: a real venv with numpy (a CRLF
 /// RECORD, numpy.libs, bytecode written after install) and python-dateutil 2.9, which requires six.
 /// Published to a directory store served by nginx; "store down" is nginx stopped.
-final class RealWheelTests: XCTestCase {
-    var h: Harness!
-    var stops: [() -> Void] = []
+final class RealWheelTests: MountTestCase {
 
     /// One venv for the whole class (pip install takes a while); wheels are kept in
     /// .build/pip-cache so later runs do not download them again.
@@ -17,15 +15,9 @@ final class RealWheelTests: XCTestCase {
     nonisolated(unsafe) static var venvError: String?
 
     override func setUpWithError() throws {
-        try Harness.requireFuse()
-        h = try Harness(String(name.split(separator: " ").last?.prefix { $0.isLetter } ?? "t"))
+        try super.setUpWithError()
         if Self.venv == nil && Self.venvError == nil { Self.buildVenv(h) }
         if let e = Self.venvError { throw Servers.unavailable("a venv with wheels from PyPI: \(e)") }
-    }
-
-    override func tearDown() {
-        for s in stops.reversed() { s() }
-        h?.cleanUp()
     }
 
     override class func tearDown() {

@@ -6,17 +6,7 @@ import XCTest
 /// Mount at any path, with the interpreter bundled: a venv built on a pyenv interpreter runs
 /// from a mount at another, longer path inside a mount namespace where neither the source venv
 /// nor ~/.pyenv exist.
-final class RelocationMountTests: XCTestCase {
-    var h: Harness!
-
-    override func setUpWithError() throws {
-        try Harness.requireFuse()
-        h = try Harness(String(name.split(separator: " ").last?.prefix { $0.isLetter } ?? "t"))
-    }
-
-    override func tearDown() {
-        h?.cleanUp()
-    }
+final class RelocationMountTests: MountTestCase {
 
     static let pyenvVersion = "3.11.7"
 

@@ -9,19 +9,7 @@ import XCTest
 /// Mounts from real remote stores on 127.0.0.1: S3 (moto, signatures checked) and HTTP (nginx),
 /// and through the fault proxy: retries, corrupt bytes, a store that goes down and comes back,
 /// mirror failover.
-final class RemoteMountTests: XCTestCase {
-    var h: Harness!
-    var stops: [() -> Void] = []
-
-    override func setUpWithError() throws {
-        try Harness.requireFuse()
-        h = try Harness(String(name.split(separator: " ").last?.prefix { $0.isLetter } ?? "t"))
-    }
-
-    override func tearDown() {
-        h?.cleanUp()
-        for s in stops.reversed() { s() }
-    }
+final class RemoteMountTests: MountTestCase {
 
     func testPublishToS3AndMountFromS3WithCheckedSignatures() throws {
         let moto = try MotoServer()

@@ -7,15 +7,7 @@ import XCTest
 
 /// A profile saved through a real mount of revision 1 is carried by `envpublish` to revision 2,
 /// where one package changed, and prefetches everything the workload needs on a fresh mount.
-final class RepublishProfileTests: XCTestCase {
-    var h: Harness!
-
-    override func setUpWithError() throws {
-        try Harness.requireFuse()
-        h = try Harness("republish")
-    }
-
-    override func tearDown() { h?.cleanUp() }
+final class RepublishProfileTests: MountTestCase {
 
     /// The probe package reads its own 2 MiB data file at import; `zz_other` is never read.
     func writeProbe(_ site: String, version: UInt64) throws {

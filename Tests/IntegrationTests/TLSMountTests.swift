@@ -8,20 +8,16 @@ import XCTest
 /// Real FUSE mounts over HTTPS with a private CA: nginx serving a store, and nginx as a TLS proxy
 /// in front of moto (S3, signatures checked). Without the CA, or with the wrong one, the mount and
 /// the publish are refused in one line that names the CA bundle options; with it they work.
-final class TLSMountTests: XCTestCase {
-    var h: Harness!
+final class TLSMountTests: MountTestCase {
     var tls: TLSMaterial!
-    var stops: [() -> Void] = []
 
     override func setUpWithError() throws {
-        try Harness.requireFuse()
-        h = try Harness(String(name.split(separator: " ").last?.prefix { $0.isLetter } ?? "t"))
+        try super.setUpWithError()
         tls = try TLSMaterial()
     }
 
     override func tearDown() {
-        h?.cleanUp()
-        for s in stops.reversed() { s() }
+        super.tearDown()
         tls?.remove()
     }
 

@@ -11,20 +11,12 @@ import XCTest
 /// manifest, a replayed older ref (fresh, offline and over HTTP), and trusted.d. Every refusal
 /// must come before anything is mounted. Rollback state and trusted.d live under the test's
 /// own directory (ENVMOUNT_STATE_DIR, ENVMOUNT_CONFIG_DIR), never in /etc or /var/lib.
-final class TrustTests: XCTestCase {
-    var h: Harness!
+final class TrustTests: MountTestCase {
     var env: [String: String] = [:]
-    var stops: [() -> Void] = []
 
     override func setUpWithError() throws {
-        try Harness.requireFuse()
-        h = try Harness(String(name.split(separator: " ").last?.prefix { $0.isLetter } ?? "t"))
+        try super.setUpWithError()
         env = ["ENVMOUNT_STATE_DIR": h.dir + "/state", "ENVMOUNT_CONFIG_DIR": h.dir + "/etc"]
-    }
-
-    override func tearDown() {
-        h?.cleanUp()
-        for s in stops.reversed() { s() }
     }
 
     /// A small tree whose one file says which version it is.

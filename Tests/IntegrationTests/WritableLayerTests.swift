@@ -6,22 +6,18 @@ import XCTest
 
 /// `envmount mount … --writable DIR`: a real venv (with pip), a wheel built here, real FUSE and
 /// overlayfs mounts.
-final class WritableLayerTests: XCTestCase {
-    var h: Harness!
+final class WritableLayerTests: MountTestCase {
     var overlays: [String] = []
-
-    override func setUpWithError() throws {
-        try Harness.requireFuse()
-        h = try Harness(String(name.split(separator: " ").last?.prefix { $0.isLetter } ?? "t"))
-    }
 
     override func tearDown() {
         // Overlays first, then the FUSE mounts under them (the harness unmounts those).
         for mp in overlays where Harness.isMounted(mp) { try? FS.lazyUnmount(mp) }
-        for d in overlays.map({ _ in h.dir + "/layer/lower" }) + [h.dir + "/layer2/lower"] where Harness.isMounted(d) {
-            _ = try? h.run("/bin/fusermount3", ["-u", "-z", d])
+        if let h {
+            for d in overlays.map({ _ in h.dir + "/layer/lower" }) + [h.dir + "/layer2/lower"] where Harness.isMounted(d) {
+                _ = try? h.run("/bin/fusermount3", ["-u", "-z", d])
+            }
         }
-        h?.cleanUp()
+        super.tearDown()
     }
 
     /// A venv with pip, and a pure-Python wheel `tinypkg` built without the network.

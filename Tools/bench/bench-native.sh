@@ -1,38 +1,50 @@
 #!/usr/bin/env bash
-# Native serving and the writable layer, side by side in one run (venv-small + a 48 MiB file,
-# directory store, chunks cached):
+# Native serving and the writable layer, side by side in one run (VENV=small: venv-small + a
+# 48 MiB file; VENV=large: venv-torch and its largest file; directory store, chunks cached):
 #   1. mount + imports, page cache dropped: source venv | FUSE (--no-native) | materialized tree
 #   2. mount + imports, page cache kept (a second job): the same three
-#   3. sequential read of the cached 48 MiB file, page cache dropped: the same three (dd MB/s)
+#   3. sequential read of the cached $BIG_MB MiB file $BIG, page cache dropped: the same three (dd MB/s)
 #   4. FUSE requests the imports send on a fresh mount (--foreground --fuse-debug), by opcode:
 #      FUSE, FUSE under a writable layer, materialized tree
 #   5. pip install of a local wheel into a --writable mount; import after a remount
 #
 #   sudo Tools/bench/bench-native.sh        # REPS=3 BENCH_DIR=/var/tmp/envmount-bench
-#   env: REPO, SKIP_BUILD=1 (use .build/release as it is), REPS=N
+#   env: REPO, SKIP_BUILD=1 (use .build/release as it is), REPS=N, VENV=small|large
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=${REPO:-$(cd "$HERE/../.." && pwd)}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/envmount-bench}
 REPS=${REPS:-3}
-IMPORT='import numpy, pandas, scipy.linalg, sklearn.linear_model'
-W="$BENCH_DIR/native"
+VENV=${VENV:-small}
+case "$VENV" in
+  small) IMPORT='import numpy, pandas, scipy.linalg, sklearn.linear_model'; W="$BENCH_DIR/native" ;;
+  large) IMPORT='import torch'; W="$BENCH_DIR/native-large" ;;
+  *) echo "bench-native.sh: VENV must be small or large, not $VENV" >&2; exit 2 ;;
+esac
 LOG="$W/bench.log"
-RESULTS="$BENCH_DIR/results-native.md"
+RESULTS="$BENCH_DIR/results-native-$VENV.md"
 [ "$(id -u)" = 0 ] || { echo "bench-native.sh: must run as root (drop_caches, FUSE, overlayfs)" >&2; exit 1; }
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   (cd "$REPO" && swift build -c release --product envmount | tail -n 1 && swift build -c release --product envpublish | tail -n 1)
 fi
 BIN="$REPO/.build/release"
-[ -f "$BENCH_DIR/.venv-small.complete" ] || "$HERE/make-venvs.sh"
-SRC="$BENCH_DIR/bench-src/venv-small"
-if [ ! -f "$BENCH_DIR/bench-src/.complete" ]; then
-  rm -rf "$BENCH_DIR/bench-src"; mkdir -p "$BENCH_DIR/bench-src"
-  cp -a "$BENCH_DIR/venv-small" "$SRC"
-  head -c 48M /dev/urandom > "$SRC/big.bin"
-  touch "$BENCH_DIR/bench-src/.complete"
+if [ "$VENV" = small ]; then
+  [ -f "$BENCH_DIR/.venv-small.complete" ] || "$HERE/make-venvs.sh"
+  SRC="$BENCH_DIR/bench-src/venv-small"
+  if [ ! -f "$BENCH_DIR/bench-src/.complete" ]; then
+    rm -rf "$BENCH_DIR/bench-src"; mkdir -p "$BENCH_DIR/bench-src"
+    cp -a "$BENCH_DIR/venv-small" "$SRC"
+    head -c 48M /dev/urandom > "$SRC/big.bin"
+    touch "$BENCH_DIR/bench-src/.complete"
+  fi
+  BIG=big.bin
+else
+  [ -f "$BENCH_DIR/.venv-torch.complete" ] || "$HERE/make-venvs.sh" --large
+  SRC="$BENCH_DIR/venv-torch"
+  BIG=$(cd "$SRC" && find . -type f -printf '%s %P\n' | sort -rn | awk 'NR == 1 { sub(/^[0-9]+ /, ""); print }')
 fi
+BIG_MB=$(( $(stat -c %s "$SRC/$BIG") / 1048576 ))
 
 MNT="$W/mnt" CACHE="$W/cache" STORE="$W/store" LAYER="$W/layer"
 cleanup() {
@@ -79,9 +91,9 @@ done
 echo "== 3. sequential read" | tee -a "$LOG"
 declare -a rn rf rt
 for r in $(seq "$REPS"); do
-  drop; rn+=("$(dd_mbps "$SRC/big.bin")")
-  mnt --no-native; drop; rf+=("$(dd_mbps "$MNT/big.bin")"); umnt
-  mnt; drop; rt+=("$(dd_mbps "$MNT/big.bin")"); umnt
+  drop; rn+=("$(dd_mbps "$SRC/$BIG")")
+  mnt --no-native; drop; rf+=("$(dd_mbps "$MNT/$BIG")"); umnt
+  mnt; drop; rt+=("$(dd_mbps "$MNT/$BIG")"); umnt
 done
 
 echo "== 4. FUSE requests of one import run on a fresh mount" | tee -a "$LOG"
@@ -128,7 +140,7 @@ PIP_OK=$("$MNT/bin/python" -c 'import tinypkg; print("import after remount:", ti
 umnt
 
 {
-  echo "# bench-native.sh — $(date -u +%Y-%m-%dT%H:%MZ), $REPS reps, median (each rep)"
+  echo "# bench-native.sh — $(date -u +%Y-%m-%dT%H:%MZ), VENV=$VENV (\`$IMPORT\`), $REPS reps, median (each rep); load $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   echo "| | source venv | FUSE (--no-native) | materialized tree | FUSE ÷ source | tree ÷ source |"
   echo "| --- | --- | --- | --- | --- | --- |"

@@ -15,6 +15,8 @@
 # put_user_policy (Allow s3:* on *). From then on every request must be signed with that key:
 # a wrong secret gets 403 SignatureDoesNotMatch, an unknown key 403 InvalidAccessKeyId.
 set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 cmd=${1:-}
 PY=${PYTHON:-python3}
@@ -38,20 +40,7 @@ start)
     pid=$!
     echo "$pid" >"$state/moto.pid"
     # Wait for the port to accept connections (a TCP connect is not an API action).
-    ok=0
-    for _ in $(seq 1 150); do
-        if ! kill -0 "$pid" 2>/dev/null; then break; fi
-        if "$PY" -c "import socket,sys; s=socket.socket(); s.settimeout(0.2); sys.exit(s.connect_ex(('127.0.0.1',$port)))" 2>/dev/null; then
-            ok=1; break
-        fi
-        sleep 0.1
-    done
-    if [ "$ok" != 1 ]; then
-        echo "moto.sh: moto did not start on 127.0.0.1:$port; log:" >&2
-        tail -n 20 "$state/moto.log" >&2 || true
-        kill "$pid" 2>/dev/null || true
-        exit 1
-    fi
+    wait_for_port moto.sh "$pid" "$port" 300 "$state/moto.log" || exit 1
     # The three unauthenticated actions: user, access key, policy.
     "$PY" - "$port" >"$state/moto.env" <<'PYEOF'
 import json, sys, boto3
@@ -72,13 +61,7 @@ PYEOF
 stop)
     state=${2:?usage: moto.sh stop STATE_DIR|PORT}
     case "$state" in *[!0-9]*) ;; *) state=/tmp/envmount-moto-$state ;; esac
-    if [ -f "$state/moto.pid" ]; then
-        pid=$(cat "$state/moto.pid")
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-        rm -f "$state/moto.pid"
-    fi
+    stop_pidfile "$state/moto.pid"
     ;;
 *)
     echo "usage: moto.sh start PORT [STATE_DIR] | stop STATE_DIR" >&2

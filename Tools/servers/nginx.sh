@@ -23,6 +23,8 @@
 # one line per request, bytes sent in field 10) lets tests count requests and origin bytes and
 # see what a client asked a cache for.
 set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 state_for() { case "$1" in *[!0-9]*) echo "$1" ;; *) echo "/tmp/envmount-nginx-$1" ;; esac; }
 
@@ -102,31 +104,14 @@ CONF
     : >"$state/access.log"
     nohup "$NGINX" -p "$state" -c "$state/nginx.conf" </dev/null >"$state/stdout.log" 2>&1 &
     pid=$!
-    ok=0
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then ok=1; break; fi
-        sleep 0.05
-    done
-    if [ "$ok" != 1 ]; then
-        echo "nginx.sh: nginx did not start on 127.0.0.1:$port" >&2
-        cat "$state/error.log" "$state/stdout.log" >&2 2>/dev/null || true
-        kill "$pid" 2>/dev/null || true
-        exit 1
-    fi
+    wait_for_port nginx.sh "$pid" "$port" 100 "$state/error.log" "$state/stdout.log" || exit 1
     echo "$pid" >"$state/nginx.pid"
     echo "NGINX_PID=$pid"
     echo "NGINX_ACCESS_LOG=$state/access.log"
     ;;
 stop)
     state=$(state_for "${2:?usage: nginx.sh stop STATE_DIR|PORT}")
-    if [ -f "$state/nginx.pid" ]; then
-        pid=$(cat "$state/nginx.pid")
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        rm -f "$state/nginx.pid"
-    fi
+    stop_pidfile "$state/nginx.pid"
     ;;
 *)
     echo "usage: nginx.sh start DIR PORT [STATE_DIR] | proxy UPSTREAM PORT [STATE_DIR] | stop STATE_DIR|PORT" >&2

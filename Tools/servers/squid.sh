@@ -12,6 +12,8 @@
 # Clients use it through http_proxy (envmount honours http_proxy/no_proxy; note that many
 # machines set no_proxy=localhost,127.0.0.1, which bypasses a proxy for a loopback origin).
 set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 here=$(cd "$(dirname "$0")" && pwd)
 
 ensure_squid() {
@@ -47,18 +49,7 @@ start)
     [ "$(id -u)" = 0 ] && id proxy >/dev/null 2>&1 && chown proxy "$state/access.log"
     nohup "$SQUID" -f "$state/squid.conf" -N </dev/null >"$state/stdout.log" 2>&1 &
     pid=$!
-    ok=0
-    for _ in $(seq 1 200); do
-        kill -0 "$pid" 2>/dev/null || break
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then ok=1; break; fi
-        sleep 0.05
-    done
-    if [ "$ok" != 1 ]; then
-        echo "squid.sh: squid did not start on port $port" >&2
-        tail -n 20 "$state/cache.log" "$state/stdout.log" >&2 2>/dev/null || true
-        kill "$pid" 2>/dev/null || true
-        exit 1
-    fi
+    wait_for_port squid.sh "$pid" "$port" 200 "$state/cache.log" "$state/stdout.log" || exit 1
     echo "$pid" >"$state/squid.launcher.pid"
     echo "SQUID_PID=$pid"
     echo "SQUID_ACCESS_LOG=$state/access.log"
@@ -66,13 +57,7 @@ start)
     ;;
 stop)
     state=${2:?usage: squid.sh stop STATE_DIR}
-    if [ -f "$state/squid.launcher.pid" ]; then
-        pid=$(cat "$state/squid.launcher.pid")
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        rm -f "$state/squid.launcher.pid"
-    fi
+    stop_pidfile "$state/squid.launcher.pid"
     ;;
 *)
     echo "usage: squid.sh start PORT STATE_DIR [ALLOW_CIDR] [CACHE_MEM_MB] [CACHE_DIR_MB] | stop STATE_DIR" >&2

@@ -1,0 +1,29 @@
+import SysKit
+import XCTest
+
+/// The common frame of a test that mounts: it needs FUSE (skipped with the reason, or failed
+/// under CI=true), gets a Harness directory named after the test, and a list of servers to stop.
+/// Tear-down order: overlays, then FUSE mounts and daemons, then the servers (squid.sh stops
+/// squid by a PID file inside the test's directory), then the directory itself.
+class MountTestCase: XCTestCase {
+    var h: Harness!
+    var stops: [() -> Void] = []
+
+    /// The harness directory's name: the test method's name up to its first non-letter.
+    var harnessName: String { String(name.split(separator: " ").last?.prefix { $0.isLetter } ?? "t") }
+
+    override func setUpWithError() throws {
+        try Harness.requireFuse()
+        h = try Harness(harnessName)
+    }
+
+    override func tearDown() {
+        if let h {
+            for m in TestMounts.overlays(under: h.dir) { try? FS.lazyUnmount(m) }
+            h.unmountAll()
+        }
+        for s in stops.reversed() { s() }
+        stops = []
+        h?.cleanUp()
+    }
+}
