@@ -7,20 +7,14 @@ import XCTest
 /// `envpublish MOUNTPOINT` of an `envmount mount … --writable DIR`: a real venv (with pip) changed
 /// by pip in the layer, published as a new revision that reuses the base revision's chunks for
 /// every file the layer did not change, then mounted fresh and compared with the merged tree.
-final class WritablePublishTests: XCTestCase {
-    var h: Harness!
-    var overlays: [String] = []
-
-    override func setUpWithError() throws {
-        try Harness.requireFuse()
-        h = try Harness(String(name.split(separator: " ").last?.prefix { $0.isLetter } ?? "t"))
-    }
-
+final class WritablePublishTests: MountTestCase {
     override func tearDown() {
-        // Overlays first, then the FUSE mounts under them (the harness unmounts those).
-        for mp in overlays where Harness.isMounted(mp) { try? FS.lazyUnmount(mp) }
-        if let h, Harness.isMounted(h.dir + "/layer/lower") { _ = try? h.run("/bin/fusermount3", ["-u", "-z", h.dir + "/layer/lower"]) }
-        h?.cleanUp()
+        // The overlays go first (MountTestCase), then the FUSE mount hidden under the layer.
+        if let h {
+            for m in TestMounts.overlays(under: h.dir) { try? FS.lazyUnmount(m) }
+            if Harness.isMounted(h.dir + "/layer/lower") { _ = try? h.run("/bin/fusermount3", ["-u", "-z", h.dir + "/layer/lower"]) }
+        }
+        super.tearDown()
     }
 
     /// A venv with pip and a small tree `extra/` of its own, and a pure-Python wheel `tinypkg`
@@ -104,7 +98,6 @@ final class WritablePublishTests: XCTestCase {
         // Revision 1, with a profile for the carry check.
         let p1 = try h.run("envpublish", [venv, store, "--env", "py", "--quiet", "--record", "boot=import json"])
         XCTAssertEqual(p1.status, 0, p1.stderr)
-        overlays.append(mnt)
         // At another path than the venv was built at: unchanged files are relocated on the fly,
         // files pip writes name the mount path.
         try h.mount(store, mnt, cache: h.dir + "/cache", ["--writable", layer, "--no-prefetch"])
@@ -161,7 +154,6 @@ final class WritablePublishTests: XCTestCase {
         XCTAssertEqual(try h.publish(venv, store, ["--env", "py"]).status, 0)
         // At the venv's own path (the usual way: its scripts name it), the venv itself gone.
         try FS.removeTree(venv)
-        overlays.append(venv)
         try h.mount(store, venv, cache: h.dir + "/cache", ["--writable", layer, "--no-prefetch"])
 
         // A read-only mount is refused, and so is a plain directory without STORE.
