@@ -28,13 +28,16 @@ let package = Package(
         .target(name: "EnvFormat", dependencies: ["SysKit"]),
         .target(name: "EnvStore", dependencies: ["EnvFormat", "SysKit", "CurlKit"]),
         .target(name: "EnvCache", dependencies: ["EnvFormat", "SysKit"]),
-        .target(name: "EnvFS", dependencies: ["EnvFormat", "EnvStore", "EnvCache", "SysKit"]),
+        // Getting chunk bytes: the verified single-flight fetcher, the fetch pool, read-ahead and
+        // access recording, used by the filesystem, warm and the materialized trees.
+        .target(name: "EnvFetch", dependencies: ["EnvFormat", "EnvStore", "EnvCache", "SysKit"]),
+        .target(name: "EnvFS", dependencies: ["EnvFetch", "EnvFormat", "EnvStore", "EnvCache", "SysKit"]),
         .target(name: "EnvPublish", dependencies: ["EnvFormat", "EnvStore", "SysKit"]),
         // What a Python environment holds: distributions, their files, requirements and markers.
         .target(name: "EnvPython", dependencies: ["SysKit"]),
 
         // The mount daemon: options, lifecycle (re-exec, READY), control socket, FUSE bridge.
-        .target(name: "EnvDaemon", dependencies: ["EnvFS", "FuseKit", "EnvStore", "EnvCache", "EnvFormat", "SysKit"]),
+        .target(name: "EnvDaemon", dependencies: ["EnvFS", "EnvFetch", "FuseKit", "EnvStore", "EnvCache", "EnvFormat", "SysKit"]),
 
         .executableTarget(name: "envmount", dependencies: [
             "EnvDaemon", "EnvFS", "EnvStore", "EnvCache", "EnvFormat", "EnvPython", "SysKit", "EnvPublish",
@@ -50,8 +53,8 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "EnvStoreTests", dependencies: ["EnvStore", "EnvFormat", "SysKit", "TestSupport"]),
         .testTarget(name: "EnvCacheTests", dependencies: ["EnvCache", "EnvFormat", "SysKit"]),
-        .testTarget(name: "EnvFSTests", dependencies: ["EnvFS", "EnvPublish", "EnvStore", "EnvCache", "EnvFormat", "SysKit", "TestSupport"]),
-        .testTarget(name: "EnvDaemonTests", dependencies: ["EnvDaemon", "EnvFS", "EnvPublish", "EnvStore", "EnvCache", "EnvFormat", "FuseKit", "SysKit", "TestSupport"]),
+        .testTarget(name: "EnvFSTests", dependencies: ["EnvFS", "EnvFetch", "EnvPublish", "EnvStore", "EnvCache", "EnvFormat", "SysKit", "TestSupport"]),
+        .testTarget(name: "EnvDaemonTests", dependencies: ["EnvDaemon", "EnvFS", "EnvFetch", "EnvPublish", "EnvStore", "EnvCache", "EnvFormat", "FuseKit", "SysKit", "TestSupport"]),
         .testTarget(name: "EnvPythonTests", dependencies: ["EnvPython", "SysKit"]),
         .testTarget(name: "IntegrationTests", dependencies: ["EnvFormat", "EnvStore", "SysKit", "TestSupport"]),
     ],

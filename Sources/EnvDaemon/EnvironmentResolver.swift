@@ -55,7 +55,7 @@ public struct EnvironmentResolver {
     }
 
     public func resolve(env: String?) throws -> OpenedEnvironment {
-        if let d = store as? DirectoryStore, (try? FS.stat(d.root))?.kind != .directory,
+        if store.isKnownAbsent,
            env == nil || cache.loadRef(store: store.description, env: env!) == nil {
             throw MountError("store \(store.description) does not exist or is not a directory")
         }

@@ -1,3 +1,4 @@
+import EnvFetch
 import EnvFS
 import EnvFormat
 import FuseKit

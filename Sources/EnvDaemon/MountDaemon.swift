@@ -2,6 +2,7 @@
 // then serve it here (foreground) or in a daemon started by DaemonLauncher, which reports READY
 // only once the kernel mount answers.
 import EnvCache
+import EnvFetch
 import EnvFS
 import EnvFormat
 import EnvStore
@@ -179,7 +180,7 @@ public enum MountDaemon {
         let fetcher = ChunkFetcher(store: store, cache: cache, manifest: manifest,
                                    describe: { [manifest] chunk in describeChunk(manifest, chunk) })
         let pool = FetchPool(fetcher: fetcher, manifest: manifest, threads: o.fetchThreads)
-        let streamWindow = o.streamReadAhead ?? (store is DirectoryStore ? 0 : 32)
+        let streamWindow = o.streamWindow(for: store.traits)
         fetcher.onDemandMiss { [pool] k in pool.streamReadAhead(after: k, window: streamWindow) }
         var ra = ReadAheadConfig()
         ra.maxChunks = o.readAheadChunks

@@ -34,7 +34,7 @@ public struct MountOptions: Codable, Sendable, Equatable {
     public var zeroMessageOpen = true
     public var fetchThreads = 16
     public var readAheadChunks = 16
-    /// Chunks of the path-ordered stream fetched after a miss (nil: 32 remote, 0 for a directory).
+    /// Chunks of the path-ordered stream fetched after a miss (nil: see `streamWindow(for:)`).
     public var streamReadAhead: Int?
     /// A recorded profile to prefetch once mounted.
     public var prefetch: String?
@@ -57,6 +57,12 @@ public struct MountOptions: Codable, Sendable, Equatable {
     public init(store: String, mountpoint: String) {
         self.store = store
         self.mountpoint = mountpoint
+    }
+
+    /// The stream read-ahead window on a store: `streamReadAhead` when given, else 32 chunks
+    /// where every request costs a round trip and none on a local store, which has no latency to hide.
+    public func streamWindow(for traits: StoreTraits) -> Int {
+        streamReadAhead ?? (traits.latency == .remote ? 32 : 0)
     }
 
     /// Throws a `MountError` naming the option at fault.

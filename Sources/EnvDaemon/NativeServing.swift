@@ -1,4 +1,5 @@
 import EnvCache
+import EnvFetch
 import EnvFS
 import EnvFormat
 import Foundation

@@ -4,6 +4,7 @@
 // here takes a lock except the chunk fetcher.
 import Glibc
 import SysKit
+import EnvFetch
 import EnvFormat
 
 public final class EnvFilesystem: Sendable {

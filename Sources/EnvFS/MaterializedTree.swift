@@ -17,6 +17,7 @@
 // tree, and then compares the file's digest: a link into a newer tree also moves the ctime, a
 // matching digest re-seals the file, a different one drops the tree. Trees live in the cache
 // directory (0700), and count as cache use.
+import EnvFetch
 import EnvFormat
 import Foundation
 import Glibc

@@ -12,6 +12,7 @@
 //   when the new path is not longer. Reads overlay the edits on the published bytes.
 import Synchronization
 import SysKit
+import EnvFetch
 import EnvFormat
 
 public final class RelocatedFiles: Sendable {

@@ -166,7 +166,7 @@ public final class Publisher: Sendable {
         var walker = TreeWalker(skipSpecial: options.skipSpecial, excludes: try ExcludeRules(patterns: options.excludes), warn: warn)
         try walker.walk(root: sourcePath.pathBytes)
         if let b = bundle { try walker.walkBundle(b) }
-        if let d = store as? DirectoryStore { try d.createIfMissing() }
+        try store.createIfMissing()
         return walker
     }
 

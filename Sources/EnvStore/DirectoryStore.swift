@@ -6,7 +6,8 @@ import SysKit
 public final class DirectoryStore: ObjectStore {
     public let root: String
     public let description: String
-    public var isWritable: Bool { true }
+    public var traits: StoreTraits { StoreTraits(latency: .local, listable: true, writable: true) }
+    public var isKnownAbsent: Bool { (try? FS.stat(root))?.kind != .directory }
 
     public init(root: String, description: String? = nil) {
         self.root = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
@@ -26,7 +27,7 @@ public final class DirectoryStore: ObjectStore {
             case ENOENT, ENOTDIR:
                 // A missing object in a present store is "not found"; a store directory that is
                 // gone (an unmounted disk or share) is an unreachable store.
-                if (try? FS.stat(root))?.kind != .directory {
+                if isKnownAbsent {
                     return .unavailable(key: key, store: description, detail: "store directory \(root) is missing")
                 }
                 return .notFound(key: key, store: description)

@@ -6,7 +6,7 @@ import CurlKit
 /// Bodies are returned as received: chunk verification happens above the store.
 public final class HTTPStore: ObjectStore {
     public let description: String
-    public var isWritable: Bool { false }
+    public var traits: StoreTraits { StoreTraits(latency: .remote, listable: false, writable: false) }
     /// Base URLs without a trailing slash: the primary first, then mirrors.
     public let bases: [String]
     let client: CurlClient

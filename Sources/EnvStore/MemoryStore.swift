@@ -15,9 +15,13 @@ public final class MemoryStore: ObjectStore {
 
     let state = Mutex(State())
     public let description = "memory://"
-    public var isWritable: Bool { true }
+    public let traits: StoreTraits
 
-    public init() {}
+    /// `latency: .remote` makes the store stand in for a network store where that changes what
+    /// callers do (read-ahead windows).
+    public init(latency: StoreTraits.Latency = .local) {
+        traits = StoreTraits(latency: latency, listable: true, writable: true)
+    }
 
     public var getCount: Int { state.withLock { $0.gets } }
     public var keys: [String] { state.withLock { Array($0.objects.keys) } }

@@ -38,7 +38,11 @@ public enum StoreError: Error, CustomStringConvertible, Sendable, Equatable {
 public protocol ObjectStore: Sendable {
     /// The store as a user wrote it (`/srv/envs`, `s3://bucket/prefix`), for messages.
     var description: String { get }
-    var isWritable: Bool { get }
+    /// What the store declares about itself: latency, listing, writes (see `StoreTraits`).
+    var traits: StoreTraits { get }
+    /// Whether the store itself, not an object in it, is known to be absent without a request:
+    /// a directory store whose directory is missing. False when it exists or cannot be known cheaply.
+    var isKnownAbsent: Bool { get }
 
     /// The whole object.
     func get(_ key: String) throws -> [UInt8]
@@ -51,10 +55,17 @@ public protocol ObjectStore: Sendable {
     /// Makes every completed `put` durable. A publish calls it before writing the manifest and
     /// ref, so a crash can never leave a ref naming chunks that were lost.
     func sync() throws
+    /// Creates the store itself for a first publish where it has to exist before objects are
+    /// written to it (a directory store's directory); stores that exist by being named do nothing.
+    func createIfMissing() throws
 }
 
 extension ObjectStore {
     public func sync() throws {}
+    public func createIfMissing() throws {}
+    public var isKnownAbsent: Bool { false }
+    /// `put` is accepted (`traits.writable`).
+    public var isWritable: Bool { traits.writable }
 }
 
 extension ObjectStore {

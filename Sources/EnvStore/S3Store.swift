@@ -16,7 +16,7 @@ public final class S3Store: ObjectStore {
     public enum Signing: Sendable { case auto, swift, curl }
 
     public let description: String
-    public var isWritable: Bool { true }
+    public var traits: StoreTraits { StoreTraits(latency: .remote, listable: true, writable: true) }
     public let bucket: String
     /// Key prefix inside the bucket: empty or ending in `/`.
     public let prefix: String

@@ -62,7 +62,7 @@ struct Mount: ParsableCommand {
     @Option(help: "Most chunks a sequential reader fetches ahead of itself (0: no read-ahead; at most 256).")
     var readAheadChunks: Int = 16
 
-    @Option(help: "Chunks of the path-ordered stream fetched after each chunk a reader misses (default: 32 for remote stores, 0 for a directory, which has no latency to hide; off while a profile is prefetched).")
+    @Option(help: "Chunks of the path-ordered stream fetched after each chunk a reader misses (default: 32 for remote stores (s3://, http(s)://), 0 for a local directory, which has no latency to hide; off while a profile is prefetched).")
     var streamReadAhead: Int?
 
     @Option(help: "Start fetching this recorded profile in the background once mounted (default: profile `default`, which envpublish records, when the store has one for this revision; see `envmount profile save`).")

@@ -2,6 +2,7 @@
 // the daemon's request handling runs against the real filesystem, fetcher and cache.
 import EnvCache
 @testable import EnvDaemon
+import EnvFetch
 import EnvFS
 import EnvFormat
 import EnvPublish

@@ -2,6 +2,7 @@
 import EnvStore
 import Foundation
 import SysKit
+import TestSupport
 import XCTest
 
 final class MountOptionsTests: XCTestCase {
@@ -92,5 +93,27 @@ final class MountOptionsTests: XCTestCase {
         XCTAssertEqual(Array(MountDaemon.fuseOptions(o, env: "e", uid: 0, fuseConf: conf).prefix(2)), ["ro", "default_permissions"])
         XCTAssertTrue(MountDaemon.fuseOptions(o, env: "e", uid: 1000, fuseConf: conf).contains("auto_unmount"))
         XCTAssertFalse(MountDaemon.fuseOptions(o, env: "e", uid: 0, fuseConf: conf).contains("auto_unmount"))
+    }
+
+    /// The stream read-ahead window follows the store's latency, not its type: a remote store
+    /// (even a memory store declared remote) gets 32 chunks, a local one none; the option wins.
+    func testStreamWindowFollowsStoreLatency() throws {
+        var o = MountOptions(store: "/srv/envs", mountpoint: "/mnt/x")
+        let dir = Servers.makeTempDir("window")
+        defer { try? FS.removeTree(dir) }
+        let stores: [(any ObjectStore, Int)] = [
+            (MemoryStore(), 0),
+            (MemoryStore(latency: .remote), 32),
+            (try StoreFactory.open(dir), 0),
+            (try StoreFactory.open("http://127.0.0.1:9/envs"), 32),
+        ]
+        for (store, window) in stores {
+            XCTAssertEqual(o.streamWindow(for: store.traits), window, "\(store.description) (\(store.traits))")
+        }
+        o.streamReadAhead = 5
+        XCTAssertEqual(o.streamWindow(for: MemoryStore().traits), 5)
+        XCTAssertEqual(o.streamWindow(for: MemoryStore(latency: .remote).traits), 5)
+        o.streamReadAhead = 0
+        XCTAssertEqual(o.streamWindow(for: MemoryStore(latency: .remote).traits), 0)
     }
 }

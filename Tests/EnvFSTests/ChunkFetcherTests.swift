@@ -6,6 +6,7 @@ import Synchronization
 import SysKit
 import EnvFormat
 import EnvStore
+import EnvFetch
 import EnvFS
 import EnvCache
 

@@ -5,6 +5,7 @@ import SysKit
 import EnvFormat
 import EnvStore
 import EnvCache
+import EnvFetch
 import EnvFS
 
 /// Mutated manifests that still decode, served by EnvFilesystem over the real chunks: lookups,

@@ -6,6 +6,7 @@ import SysKit
 import EnvFormat
 import EnvStore
 import EnvCache
+import EnvFetch
 import EnvFS
 import EnvPublish
 

@@ -9,6 +9,7 @@ import SysKit
 import EnvFormat
 import EnvStore
 import EnvCache
+import EnvFetch
 import EnvFS
 import EnvPublish
 

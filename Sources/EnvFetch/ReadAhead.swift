@@ -11,7 +11,7 @@ public struct ReadAheadConfig: Sendable {
     public init() {}
 }
 
-final class ReadAhead: Sendable {
+public final class ReadAhead: Sendable {
     struct Stream { var nextOffset: UInt64; var window: Int; var aheadUntil: Int }
 
     static let slack: UInt64 = 8 << 20
@@ -20,14 +20,14 @@ final class ReadAhead: Sendable {
     let pool: FetchPool?
     private let streams = Mutex<[UInt64: Stream]>([:])
 
-    init(config: ReadAheadConfig, fetcher: ChunkFetcher, pool: FetchPool?) {
+    public init(config: ReadAheadConfig, fetcher: ChunkFetcher, pool: FetchPool?) {
         self.config = config
         self.fetcher = fetcher
         self.pool = pool
     }
 
     /// Called for a read of `ino` at `offset`+`length` that touched spans up to `lastSpan` of `spans`.
-    func observe(ino: UInt64, offset: UInt64, length: Int, lastSpan: Int, spans: Range<Int>, manifest: Manifest) {
+    public func observe(ino: UInt64, offset: UInt64, length: Int, lastSpan: Int, spans: Range<Int>, manifest: Manifest) {
         let (from, to) = streams.withLock { s -> (Int, Int) in
             var st = s[ino] ?? Stream(nextOffset: 0, window: config.initialChunks, aheadUntil: lastSpan)
             // The kernel keeps several reads of one file in flight, so they arrive slightly out
