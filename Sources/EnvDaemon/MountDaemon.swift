@@ -202,10 +202,13 @@ public enum MountDaemon {
         // cache), puts an overlay at the mount point; the FUSE mount then sits under it, hidden.
         let layer = try o.writable.map { try WritableLayer(dir: $0) }
         let tree = MaterializedTree(cacheDirectory: cache.directory, manifest: manifest, id: opened.ref.manifest)
-        // Overlayfs is root's: other users' mounts neither build nor serve trees. A materialized
-        // tree holds the bytes as published: a relocated mount is served through FUSE.
-        let nativeAllowed = o.native && ProcessControl.userID == 0 && relocated == nil
-        let (native, treeNote) = nativeAllowed ? NativeServing.useTree(tree) : (false, nil)
+        // Overlayfs is root's: other users' mounts neither build nor serve trees. A relocated
+        // mount puts its relocation layer above the tree (NativeServing.lowers).
+        let nativeAllowed = o.native && ProcessControl.userID == 0
+        let (nativeLowers, treeNotes) = nativeAllowed
+            ? NativeServing.lowers(tree, relocated: relocated, mountpoint: mp, fetcher: fetcher) : ([], [])
+        let native = !nativeLowers.isEmpty
+        service.setNative(native ? NativeServing.summary(tree, lowers: nativeLowers, relocated: relocated) : nil)
         let overlaid = layer != nil || native
         let fuseMountpoint = layer?.lower ?? (overlaid ? EnvOverlay.hiddenLower(for: mp) : mp)
         if let layer { try layer.prepare() } else if overlaid { try FS.makeDirectories(fuseMountpoint, mode: 0o700) }
@@ -219,12 +222,12 @@ public enum MountDaemon {
         }
         let env = opened.env, revision = opened.ref.revision, prefetch = o.prefetch, prefetchDefault = o.prefetchDefault, wantNative = nativeAllowed
         let overlayFailed = LayerFailure()
-        let materializer = NativeServing.Materializer(tree: tree, fetcher: fetcher, cache: cache)
+        let materializer = NativeServing.Materializer(tree: tree, fetcher: fetcher, cache: cache, relocated: relocated, mountpoint: mp)
         let record = WritableLayer.Record(store: o.store, env: env, manifest: opened.ref.manifest, revision: revision)
         let rc = session.run(onReady: {
             if overlaid {
                 do {
-                    try EnvOverlay.mount(env: env, at: mp, lowers: (native ? [tree.path] : []) + [fuseMountpoint], layer: layer)
+                    try EnvOverlay.mount(env: env, at: mp, lowers: nativeLowers + [fuseMountpoint], layer: layer)
                     if let layer, (try? layer.readRecord()) == nil { try layer.writeRecord(record) }
                 } catch {
                     Console.error("envmount: \(error)")
@@ -260,9 +263,9 @@ public enum MountDaemon {
                     Log.error("cannot prefetch profile \(p): \(error)")
                 }
             }
-            if let treeNote { Log.error(treeNote) }
+            for note in treeNotes { Log.error(note) }
             if native {
-                Log.info("serving \(tree.totals.files) files natively from \(tree.path)")
+                Log.info("serving \(tree.totals.files) files natively from \(nativeLowers.joined(separator: " over "))")
             } else if wantNative {
                 materializer.start()
             }

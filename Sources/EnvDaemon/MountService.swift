@@ -24,6 +24,7 @@ final class MountService: Sendable {
     let recorder: AccessRecorder
     let chunkIndex: [ChunkID: UInt32]
     private let controlServer = Mutex<ControlServer?>(nil)
+    private let native = Mutex<NativeSummary?>(nil)
 
     init(mountpoint: String, opened: OpenedEnvironment, store: any ObjectStore, cache: ChunkCache,
          fs: EnvFilesystem, fetcher: ChunkFetcher, pool: FetchPool, recorder: AccessRecorder) {
@@ -43,6 +44,9 @@ final class MountService: Sendable {
         for (i, c) in opened.manifest.chunks.enumerated() { idx[c.id] = UInt32(i) }
         chunkIndex = idx
     }
+
+    /// What the kernel serves natively at this mount (nil: everything goes through FUSE).
+    func setNative(_ summary: NativeSummary?) { native.withLock { $0 = summary } }
 
     /// Serves control requests on the mount's socket until `stopControlSocket`.
     func startControlSocket() throws {
@@ -101,6 +105,7 @@ final class MountService: Sendable {
             rssBytes: ProcessControl.residentBytes(), jobs: pool.jobs.map(Self.info), lastError: fetcher.lastError,
             signedBy: signedBy)
         info.storeCheck = StoreCheck.ask(store, env: env, mounted: ref)
+        info.native = native.withLock { $0 }
         return info
     }
 

@@ -139,7 +139,7 @@ public struct WritableLayer: Sendable {
 }
 
 /// The overlay envmount puts at a mount point: a writable layer (upper) and/or a materialized
-/// tree (the first lower) over the FUSE mount (the last lower). Recognized in mountinfo by its
+/// tree (with a relocated mount's relocation layer above it) over the FUSE mount (the last lower). Recognized in mountinfo by its
 /// source, `envmount:ENV`.
 public struct EnvOverlay: Sendable {
     public var env: String
@@ -147,7 +147,10 @@ public struct EnvOverlay: Sendable {
     public var upper: String?
 
     public var fuseLower: String { lowers.last ?? "" }
-    public var nativeTree: String? { lowers.count > 1 ? lowers[0] : nil }
+    /// The materialized tree: the lower right above the FUSE mount.
+    public var nativeTree: String? { lowers.count > 1 ? lowers[lowers.count - 2] : nil }
+    /// A relocated mount's relocation layer, above the tree.
+    public var relocationLayer: String? { lowers.count > 2 ? lowers[0] : nil }
     public var layer: WritableLayer? {
         guard let u = upper, u.hasSuffix("/upper") else { return nil }
         return try? WritableLayer(dir: String(u.dropLast("/upper".count)))

@@ -229,6 +229,18 @@ public struct MaterializedTree: Sendable {
     /// SHA-256 over the SHA-256 of each 1 MiB block of the file.
     static func digest(ofFile path: String) throws -> String { try digest(ofFile: path.pathBytes) }
 
+    /// The same digest of bytes in memory.
+    static func digest(of bytes: [UInt8]) -> String {
+        var hashes: [UInt8] = []
+        var off = 0
+        while off < bytes.count {
+            let end = min(bytes.count, off + block)
+            hashes += SHA256.hash(Array(bytes[off..<end]))
+            off = end
+        }
+        return ChunkID.of(hashes).hex
+    }
+
     static func digest(ofFile path: PathBytes) throws -> String {
         let fd = try FileDescriptor.open(path, O_RDONLY)
         defer { fd.close() }
@@ -320,10 +332,11 @@ public struct MaterializedTree: Sendable {
         return .ready
     }
 
-    /// Removes the tree and its seal (a file another tree shares stays there).
+    /// Removes the tree, its seal and its relocation layers (a file another tree shares stays there).
     public func remove() {
         try? FS.unlink(sealPath)
         try? FS.removeTree(path)
+        RelocationLayer.removeAll(of: self)
     }
 }
 

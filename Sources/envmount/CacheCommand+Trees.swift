@@ -30,7 +30,7 @@ enum CachedTrees {
         for (hex, tree) in all(cacheDir) {
             let path = "\(cacheDir)/v1/trees/\(hex)"
             if used.contains(path) { kept += 1; continue }
-            if let tree { tree.remove() } else { try? FS.removeTree(path); try? FS.unlink(path + ".seal") }
+            if let tree { tree.remove() } else { try? FS.removeTree(path); try? FS.unlink(path + ".seal"); try? FS.removeTree(path + ".reloc") }
             removed += 1
         }
         return (removed, kept)
@@ -46,7 +46,7 @@ enum CachedTrees {
             checked += 1
             guard let tree else {
                 Console.error("envmount: materialized tree \(path) has no cached manifest; removed")
-                if !used.contains(path) { try? FS.removeTree(path); try? FS.unlink(path + ".seal") }
+                if !used.contains(path) { try? FS.removeTree(path); try? FS.unlink(path + ".seal"); try? FS.removeTree(path + ".reloc") }
                 bad += 1
                 continue
             }

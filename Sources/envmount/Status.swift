@@ -57,7 +57,10 @@ struct Status: ParsableCommand {
             "  errors    \(s.fetchErrors) fetch errors, \(s.corruptChunks) corrupt chunks refused" + (s.lastError.map { "; last: \($0)" } ?? ""),
             "  daemon    pid \(s.pid), RSS \(formatBytes(s.rssBytes)), \(s.recordedChunks) chunks read (recorded for profiles), \(s.readAheadQueued) read-ahead queued",
         ]
-        if let t = s.nativeTree {
+        if let n = s.native {
+            lines.insert("  native    \(n.files) files (\(formatBytes(n.bytes))) served by the kernel from \(n.tree); the daemon serves none of them"
+                         + (n.relocationLayer.map { "\n            \(n.relocatedFiles) relocated files from \($0)" } ?? ""), at: 2)
+        } else if let t = s.nativeTree {
             lines.insert("  native    every file served by the kernel from \(t) (all \(formatBytes(s.totalBytes)); the daemon serves none)", at: 2)
         } else {
             lines.insert("  native    none: files are served through FUSE" + (s.materialized == true

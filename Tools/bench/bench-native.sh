@@ -3,7 +3,7 @@
 # 48 MiB file; VENV=large: venv-torch and its largest file; directory store, chunks cached):
 #   1. mount + imports, page cache dropped: source venv | FUSE (--no-native) | materialized tree
 #   2. mount + imports, page cache kept (a second job): the same three
-#   3. sequential read of the cached $BIG_MB MiB file $BIG, page cache dropped: the same three (dd MB/s)
+#   3. sequential read of the cached big file, page cache dropped: the same three (dd MB/s)
 #   4. FUSE requests the imports send on a fresh mount (--foreground --fuse-debug), by opcode:
 #      FUSE, FUSE under a writable layer, materialized tree
 #   5. pip install of a local wheel into a --writable mount; import after a remount
@@ -146,7 +146,7 @@ umnt
   echo "| --- | --- | --- | --- | --- | --- |"
   echo "| mount + imports, chunk cache warm, page cache dropped (s) | $(med "${n1[@]}") ($(all "${n1[@]}")) | $(med "${f1[@]}") ($(all "${f1[@]}")) | $(med "${t1[@]}") ($(all "${t1[@]}")) | $(ratio "$(med "${f1[@]}")" "$(med "${n1[@]}")") | $(ratio "$(med "${t1[@]}")" "$(med "${n1[@]}")") |"
   echo "| mount + imports, page cache kept, fresh mount (s) | $(med "${n2[@]}") ($(all "${n2[@]}")) | $(med "${f2[@]}") ($(all "${f2[@]}")) | $(med "${t2[@]}") ($(all "${t2[@]}")) | $(ratio "$(med "${f2[@]}")" "$(med "${n2[@]}")") | $(ratio "$(med "${t2[@]}")" "$(med "${n2[@]}")") |"
-  echo "| sequential read of the cached 48 MiB file, page cache dropped (MB/s) | $(med "${rn[@]}") ($(all "${rn[@]}")) | $(med "${rf[@]}") ($(all "${rf[@]}")) | $(med "${rt[@]}") ($(all "${rt[@]}")) | $(ratio "$(med "${rf[@]}")" "$(med "${rn[@]}")") | $(ratio "$(med "${rt[@]}")" "$(med "${rn[@]}")") |"
+  echo "| sequential read of the cached $BIG_MB MiB file $BIG, page cache dropped (MB/s) | $(med "${rn[@]}") ($(all "${rn[@]}")) | $(med "${rf[@]}") ($(all "${rf[@]}")) | $(med "${rt[@]}") ($(all "${rt[@]}")) | $(ratio "$(med "${rf[@]}")" "$(med "${rn[@]}")") | $(ratio "$(med "${rt[@]}")" "$(med "${rn[@]}")") |"
   echo
   echo "FUSE requests sent by one import run on a fresh mount (chunks cached):"
   echo

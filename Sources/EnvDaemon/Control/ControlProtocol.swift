@@ -77,8 +77,20 @@ public struct StatusInfo: Codable, Sendable, Equatable {
     public var nativeTree: String? = nil
     /// Whether this revision is materialized in the cache (for the next mount, if not this one).
     public var materialized: Bool? = nil
+    /// What the kernel serves without the daemon (set by the daemon of a native mount).
+    public var native: NativeSummary? = nil
     /// The store asked again for this status (reachable? newer revision?).
     public var storeCheck: StoreCheck? = nil
+}
+
+/// The files a native mount's kernel serves from the cache: the materialized tree's regular
+/// files (`files`, `bytes`), of which `relocatedFiles` from the relocation layer above it.
+public struct NativeSummary: Codable, Sendable, Equatable {
+    public var tree: String
+    public var files: Int
+    public var bytes: UInt64
+    public var relocationLayer: String?
+    public var relocatedFiles: Int
 }
 
 /// One request or reply as the line sent on the socket.
