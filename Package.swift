@@ -53,6 +53,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "EnvStoreTests", dependencies: ["EnvStore", "EnvFormat", "SysKit", "TestSupport"]),
         .testTarget(name: "EnvCacheTests", dependencies: ["EnvCache", "EnvFormat", "SysKit"]),
+        .testTarget(name: "EnvFetchTests", dependencies: ["EnvFetch", "EnvPublish", "EnvStore", "EnvCache", "EnvFormat", "SysKit", "TestSupport"]),
         .testTarget(name: "EnvFSTests", dependencies: ["EnvFS", "EnvFetch", "EnvPublish", "EnvStore", "EnvCache", "EnvFormat", "SysKit", "TestSupport"]),
         .testTarget(name: "EnvDaemonTests", dependencies: ["EnvDaemon", "EnvFS", "EnvFetch", "EnvPublish", "EnvStore", "EnvCache", "EnvFormat", "FuseKit", "SysKit", "TestSupport"]),
         .testTarget(name: "EnvPythonTests", dependencies: ["EnvPython", "SysKit"]),
