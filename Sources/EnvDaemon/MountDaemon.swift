@@ -189,8 +189,13 @@ public enum MountDaemon {
         let relocated = o.relocate ? RelocatedFiles.make(manifest: manifest, mountpoint: mp.pathBytes) : nil
         let fs = EnvFilesystem(manifest: manifest, fetcher: fetcher, pool: pool, readAhead: o.readAheadChunks > 0 ? ra : nil,
                                relocated: relocated, onChunkRead: { recorder.record($0) })
+        let fuseOps = FuseOpCounters()
         let service = MountService(mountpoint: mp, opened: opened, store: store, cache: cache, fs: fs,
-                                   fetcher: fetcher, pool: pool, recorder: recorder)
+                                   fetcher: fetcher, pool: pool, recorder: recorder, fuseOps: fuseOps)
+        // Started before the kernel mount, so the profile's chunks are under way by READY.
+        let prefetch = (o.prefetch ?? (o.prefetchDefault ? "default" : nil)).map {
+            ProfilePrefetch(name: $0, explicit: o.prefetch != nil, service: service)
+        }
         var config = FuseConfig()
         config.readAheadKB = o.readAheadKB
         config.entryTimeout = o.kernelCacheTimeout
@@ -215,12 +220,13 @@ public enum MountDaemon {
         let session: FuseSession
         do {
             session = try FuseSession(fs: FuseBridge(fs), mountpoint: fuseMountpoint,
-                                      options: fuseOptions(o, env: opened.env, hidden: overlaid), config: config)
+                                      options: fuseOptions(o, env: opened.env, hidden: overlaid), config: config,
+                                      counters: fuseOps)
         } catch let e as FuseMountError {
             pool.stop()
             throw MountError(e.description)
         }
-        let env = opened.env, revision = opened.ref.revision, prefetch = o.prefetch, prefetchDefault = o.prefetchDefault, wantNative = nativeAllowed
+        let env = opened.env, revision = opened.ref.revision, wantNative = nativeAllowed
         let overlayFailed = LayerFailure()
         let materializer = NativeServing.Materializer(tree: tree, fetcher: fetcher, cache: cache, relocated: relocated, mountpoint: mp)
         let record = WritableLayer.Record(store: o.store, env: env, manifest: opened.ref.manifest, revision: revision)
@@ -253,16 +259,7 @@ public enum MountDaemon {
             }
             Log.info("mounted \(env) revision \(revision) at \(mp), pid \(ProcessControl.pid)")
             for line in relocationLines(manifest, relocated, relocate: o.relocate, listLimit: .max) { Log.info(line) }
-            if let p = prefetch ?? (prefetchDefault ? "default" : nil) {
-                do {
-                    let job = try service.warmProfile(p)
-                    Log.info("prefetching profile \(p): \(job.totalChunks) chunks, \(formatBytes(job.totalBytes))")
-                } catch let e as ProfileNotFound where prefetch == nil {
-                    Log.info("no profile default for this revision: nothing prefetched (\(e))")
-                } catch {
-                    Log.error("cannot prefetch profile \(p): \(error)")
-                }
-            }
+            prefetch?.logWhenKnown()
             for note in treeNotes { Log.error(note) }
             if native {
                 Log.info("serving \(tree.totals.files) files natively from \(nativeLowers.joined(separator: " over "))")
@@ -274,7 +271,10 @@ public enum MountDaemon {
         service.stopControlSocket()
         pool.stop()
         if overlaid && layer == nil { try? FS.rmdir(fuseMountpoint.pathBytes) }
-        Log.info("unmounted \(mp): \(fetcher.stats.summary); peak RSS \(formatBytes(ProcessControl.peakResidentBytes()))")
+        let cpu = ProcessControl.cpuSeconds()
+        Log.info("unmounted \(mp): \(fetcher.stats.summary); peak RSS \(formatBytes(ProcessControl.peakResidentBytes())); "
+                 + "CPU \(String(format2: cpu.user)) s user, \(String(format2: cpu.system)) s system; FUSE requests "
+                 + fuseOps.snapshot.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         if overlayFailed.isSet { throw DaemonExit(1) }
         if rc != 0 && rc != -SIGTERM && rc != -SIGINT && rc != -SIGHUP { throw DaemonExit(rc < 0 ? 1 : rc) }
     }

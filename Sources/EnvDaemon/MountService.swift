@@ -4,6 +4,7 @@ import EnvFS
 import EnvFormat
 import EnvStore
 import Foundation
+import FuseKit
 import Glibc
 import Synchronization
 import SysKit
@@ -22,12 +23,14 @@ final class MountService: Sendable {
     let fetcher: ChunkFetcher
     let pool: FetchPool
     let recorder: AccessRecorder
+    let fuseOps: FuseOpCounters
     let chunkIndex: [ChunkID: UInt32]
     private let controlServer = Mutex<ControlServer?>(nil)
     private let native = Mutex<NativeSummary?>(nil)
 
     init(mountpoint: String, opened: OpenedEnvironment, store: any ObjectStore, cache: ChunkCache,
-         fs: EnvFilesystem, fetcher: ChunkFetcher, pool: FetchPool, recorder: AccessRecorder) {
+         fs: EnvFilesystem, fetcher: ChunkFetcher, pool: FetchPool, recorder: AccessRecorder,
+         fuseOps: FuseOpCounters = FuseOpCounters()) {
         self.mountpoint = mountpoint
         self.env = opened.env
         self.ref = opened.ref
@@ -40,6 +43,7 @@ final class MountService: Sendable {
         self.fetcher = fetcher
         self.pool = pool
         self.recorder = recorder
+        self.fuseOps = fuseOps
         var idx: [ChunkID: UInt32] = [:]
         for (i, c) in opened.manifest.chunks.enumerated() { idx[c.id] = UInt32(i) }
         chunkIndex = idx
@@ -86,7 +90,8 @@ final class MountService: Sendable {
         JobInfo(id: j.id, label: j.label, chunks: j.totalChunks, doneChunks: j.doneChunks.load(ordering: .relaxed),
                 failedChunks: j.failedChunks.load(ordering: .relaxed), bytes: j.totalBytes,
                 doneBytes: j.doneBytes.load(ordering: .relaxed), seconds: j.elapsedSeconds,
-                finished: j.isFinished, error: j.error)
+                finished: j.isFinished, error: j.error,
+                finishedAt: j.isFinished ? Date().timeIntervalSince1970 - j.secondsSinceFinished : nil)
     }
 
     func status() -> StatusInfo {
@@ -105,6 +110,13 @@ final class MountService: Sendable {
             rssBytes: ProcessControl.residentBytes(), jobs: pool.jobs.map(Self.info), lastError: fetcher.lastError,
             signedBy: signedBy)
         info.storeCheck = StoreCheck.ask(store, env: env, mounted: ref)
+        info.fuseOps = fuseOps.snapshot
+        info.fuseReadBytes = fuseOps.readBytes
+        info.demandWaits = s.demandWaits.load(ordering: .relaxed)
+        info.demandWaitSeconds = Double(s.demandWaitNs.load(ordering: .relaxed)) / 1e9
+        let cpu = ProcessControl.cpuSeconds()
+        info.cpuUserSeconds = cpu.user
+        info.cpuSystemSeconds = cpu.system
         info.native = native.withLock { $0 }
         return info
     }
@@ -150,8 +162,9 @@ final class MountService: Sendable {
         }
         let p = try Profile.decode(bytes)
         guard p.manifest == ref.manifest else { throw MountError("profile \(key) was recorded for another manifest") }
-        pool.profileActive.store(true, ordering: .relaxed)
-        return pool.submit(label: "profile \(name)", chunks: p.chunks.compactMap { chunkIndex[$0] })
+        let chunks = p.chunks.compactMap { chunkIndex[$0] }
+        pool.addProfile(chunks)
+        return pool.submit(label: "profile \(name)", chunks: chunks)
     }
 }
 

@@ -98,16 +98,27 @@ public final class ChunkFetcher: Sendable {
                 }
                 // First use in this process: hashed (or, if damaged, refetched) by `fetch`.
                 fd.close()
-                try fetch(index)
+                try demandFetch(index)
                 continue
             }
             // Gone (evicted, or removed by another process): check whatever comes back.
             setVerified(index, false)
             if let bytes = memoryChunks.withLock({ $0.use(index) }) { return .memory(bytes) }
             demandMissHandler.withLock { $0 }?(index)
-            try fetch(index)
+            try demandFetch(index)
         }
         throw FSError.io("chunk \(rec.id) (\(describe(index))) vanished from the cache after being fetched")
+    }
+
+    /// `fetch` for a reader, timed: how often and how long reads waited for chunk bytes (a
+    /// download, one already under way, or the first-use hash of a cache entry).
+    private func demandFetch(_ index: UInt32) throws(FSError) {
+        let t0 = monotonicNs()
+        defer {
+            stats.demandWaits.add(1, ordering: .relaxed)
+            stats.demandWaitNs.add(monotonicNs() - t0, ordering: .relaxed)
+        }
+        try fetch(index)
     }
 
     /// Whether chunk `index` is in the cache (one stat) or held in memory.
@@ -324,6 +335,10 @@ public final class FetchStats: Sendable {
     public let verified = Atomic<UInt64>(0)
     /// Cache entries found damaged (removed and fetched again).
     public let damaged = Atomic<UInt64>(0)
+    /// Reads that waited for a chunk (its download, or the first-use hash of its cache entry),
+    /// and the time they waited in all, in ns: what a workload lost to the network and hashing.
+    public let demandWaits = Atomic<UInt64>(0)
+    public let demandWaitNs = Atomic<UInt64>(0)
 
     public var summary: String {
         "fetched \(chunksFetched.load(ordering: .relaxed)) chunks in \(requests.load(ordering: .relaxed)) requests, "

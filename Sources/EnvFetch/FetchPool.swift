@@ -35,6 +35,12 @@ public final class FetchJob: Sendable {
         return Double(end - startedNs) / 1e9
     }
 
+    /// Seconds since the job finished (0 while it runs).
+    public var secondsSinceFinished: Double {
+        let f = finishedNs.load(ordering: .relaxed)
+        return f == 0 ? 0 : Double(monotonicNs() - f) / 1e9
+    }
+
     func complete(bytes: UInt64, failed: String?) {
         if let failed {
             failedChunks.add(1, ordering: .relaxed)
@@ -70,13 +76,15 @@ public final class FetchPool: Sendable {
     private let queues = Mutex(Queues())
     private let available = DispatchSemaphore(value: 0)
     public let threads: Int
-    /// Set once a profile prefetch has been queued: stream read-ahead then stands down.
-    public let profileActive = Atomic<Bool>(false)
+    /// One bit per chunk of the profiles queued for prefetch: a miss on such a chunk does not
+    /// start stream read-ahead (the profile brings what follows it).
+    private let profileChunks: Mutex<[UInt64]>
 
     public init(fetcher: ChunkFetcher, manifest: Manifest, threads: Int) {
         self.fetcher = fetcher
         self.chunkSizes = manifest.chunks.map { $0.storedSize > 0 ? $0.storedSize : $0.rawSize }
         self.threads = threads
+        self.profileChunks = Mutex([UInt64](repeating: 0, count: manifest.chunks.count / 64 + 1))
         for i in 0..<threads {
             let t = Thread { [self] in self.work() }
             t.name = "envmount-fetch-\(i)"
@@ -89,11 +97,26 @@ public final class FetchPool: Sendable {
     /// reads next; a lazy mount that waits for each miss in turn is bound by latency, not bandwidth.
     public func streamReadAhead(after k: UInt32, window: Int) {
         // A recorded profile knows what comes next better than stream order does; guessing on
-        // top of it only competes with it for the link (measured: +70 MB, +1.4 s on torch).
-        guard window > 0, !profileActive.load(ordering: .relaxed) else { return }
+        // top of it only competes with it for the link (measured: +70 MB, +1.4 s on torch). A
+        // miss outside the profile is a part of the workload it did not record (the
+        // publish-time profile imports each top-level package, not `scipy.linalg`): there the
+        // reader would otherwise wait a round trip per chunk, one after another.
+        guard window > 0, !inProfile(k) else { return }
         let end = min(Int(k) + window, chunkSizes.count - 1)
         guard end > Int(k) else { return }
         readAhead((Int(k) + 1...end).map { UInt32($0) }.filter { !fetcher.isCached($0) })
+    }
+
+    /// Marks chunks as a profile's, before the profile is queued with `submit`.
+    public func addProfile(_ chunks: [UInt32]) {
+        profileChunks.withLock { bits in
+            for c in chunks where Int(c >> 6) < bits.count { bits[Int(c >> 6)] |= 1 << UInt64(c & 63) }
+        }
+    }
+
+    /// Whether chunk `k` belongs to a profile queued for prefetch.
+    public func inProfile(_ k: UInt32) -> Bool {
+        profileChunks.withLock { Int(k >> 6) < $0.count && $0[Int(k >> 6)] & (1 << UInt64(k & 63)) != 0 }
     }
 
     /// Queues read-ahead of chunks not already queued; returns at once.

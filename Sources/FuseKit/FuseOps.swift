@@ -13,6 +13,7 @@ enum FuseOps {
         }
         ops.lookup = { req, parent, name in
             let ctx = SessionContext.from(req)
+            ctx.counters.count(.lookup)
             let nameBytes = FuseOps.bytes(of: name)
             do {
                 var e = FuseOps.entryParam(try ctx.fs.lookup(parent: parent, name: nameBytes), ctx.config)
@@ -30,6 +31,7 @@ enum FuseOps {
         }
         ops.getattr = { req, ino, _ in
             let ctx = SessionContext.from(req)
+            ctx.counters.count(.getattr)
             do {
                 var st = FuseOps.statOf(try ctx.fs.getattr(ino: ino))
                 fuse_reply_attr(req, &st, ctx.config.attrTimeout)
@@ -39,6 +41,7 @@ enum FuseOps {
         }
         ops.readlink = { req, ino in
             let ctx = SessionContext.from(req)
+            ctx.counters.count(.readlink)
             do {
                 var target = try ctx.fs.readlink(ino: ino)
                 target.append(0)
@@ -52,6 +55,7 @@ enum FuseOps {
         }
         ops.open = { req, ino, fi in
             let ctx = SessionContext.from(req)
+            ctx.counters.count(.open)
             guard let fi else { fuse_reply_err(req, EINVAL); return }
             if ctx.config.zeroMessageOpen { fuse_reply_err(req, ENOSYS); return }
             do {
@@ -64,12 +68,15 @@ enum FuseOps {
         }
         ops.read = { req, ino, size, off, _ in
             let ctx = SessionContext.from(req)
+            ctx.counters.count(.read)
             do {
                 switch try ctx.fs.read(ino: ino, offset: UInt64(off), size: size) {
                 case let .bytes(data):
+                    ctx.counters.countReadBytes(data.count)
                     // SAFETY: the array outlives the call; libfuse copies the bytes into the reply.
                     data.withUnsafeBytes { p in _ = fuse_reply_buf(req, p.baseAddress?.assumingMemoryBound(to: CChar.self), p.count) }
                 case let .file(fd, offset, length):
+                    ctx.counters.countReadBytes(length)
                     if ctx.config.splice {
                         _ = cfuse_reply_fd(req, fd, off_t(offset), length)
                     } else {
@@ -91,6 +98,7 @@ enum FuseOps {
         }
         ops.opendir = { req, ino, fi in
             let ctx = SessionContext.from(req)
+            ctx.counters.count(.opendir)
             guard let fi else { fuse_reply_err(req, EINVAL); return }
             if ctx.config.zeroMessageOpen { fuse_reply_err(req, ENOSYS); return }
             do {
@@ -104,6 +112,7 @@ enum FuseOps {
         }
         ops.readdir = { req, ino, size, off, _ in
             let ctx = SessionContext.from(req)
+            ctx.counters.count(.readdir)
             FuseOps.replyDirectory(req, size) { add in
                 try ctx.fs.readdir(ino: ino, offset: Int(off)) { name, childIno, mode, next in
                     add(name) { buf, room, cname in
@@ -117,6 +126,7 @@ enum FuseOps {
         }
         ops.readdirplus = { req, ino, size, off, _ in
             let ctx = SessionContext.from(req)
+            ctx.counters.count(.readdirplus)
             FuseOps.replyDirectory(req, size) { add in
                 try ctx.fs.readdirplus(ino: ino, offset: Int(off)) { name, childIno, attr, next in
                     add(name) { buf, room, cname in
@@ -136,6 +146,7 @@ enum FuseOps {
         }
         ops.statfs = { req, _ in
             let ctx = SessionContext.from(req)
+            ctx.counters.count(.statfs)
             let s = ctx.fs.statfs()
             var v = statvfs()
             v.f_bsize = 4096
@@ -144,6 +155,46 @@ enum FuseOps {
             v.f_files = UInt(s.files)
             v.f_namemax = 255
             fuse_reply_statfs(req, &v)
+        }
+        // The rest answer as libfuse does when an operation is left out (so the kernel behaves
+        // the same), and are here only to be counted. IOCTL: Python's isatty() on every file
+        // it opens; the kernel turns ENOSYS into ENOTTY and, unlike FLUSH or GETXATTR, keeps
+        // asking, so each costs a round trip.
+        ops.ioctl = { req, _, _, _, _, _, _, _, _ in
+            SessionContext.from(req).counters.count(.ioctl)
+            fuse_reply_err(req, ENOSYS)
+        }
+        ops.flush = { req, _, _ in
+            SessionContext.from(req).counters.count(.flush)
+            fuse_reply_err(req, ENOSYS)
+        }
+        ops.release = { req, _, _ in
+            SessionContext.from(req).counters.count(.release)
+            fuse_reply_err(req, 0)
+        }
+        ops.releasedir = { req, _, _ in
+            SessionContext.from(req).counters.count(.releasedir)
+            fuse_reply_err(req, 0)
+        }
+        ops.getxattr = { req, _, _, _ in
+            SessionContext.from(req).counters.count(.getxattr)
+            fuse_reply_err(req, ENOSYS)
+        }
+        ops.listxattr = { req, _, _ in
+            SessionContext.from(req).counters.count(.listxattr)
+            fuse_reply_err(req, ENOSYS)
+        }
+        ops.access = { req, _, _ in
+            SessionContext.from(req).counters.count(.access)
+            fuse_reply_err(req, ENOSYS)
+        }
+        ops.forget = { req, _, _ in
+            SessionContext.from(req).counters.count(.forget)
+            fuse_reply_none(req)
+        }
+        ops.forget_multi = { req, count, _ in
+            SessionContext.from(req).counters.count(.forget, UInt64(count))
+            fuse_reply_none(req)
         }
         return ops
     }

@@ -26,7 +26,10 @@ public struct FuseConfig: Sendable {
 final class SessionContext: Sendable {
     let fs: any FuseFilesystem
     let config: FuseConfig
-    init(fs: any FuseFilesystem, config: FuseConfig) { self.fs = fs; self.config = config }
+    let counters: FuseOpCounters
+    init(fs: any FuseFilesystem, config: FuseConfig, counters: FuseOpCounters) {
+        self.fs = fs; self.config = config; self.counters = counters
+    }
 
     static func from(_ req: fuse_req_t?) -> SessionContext {
         // SAFETY: userdata is the context retained in FuseSession.init and released in deinit,
@@ -74,10 +77,11 @@ public final class FuseSession {
     /// Creates the session and mounts it at `mountpoint` with the given `-o` options. Every
     /// failure after `fuse_session_new` leaves the cleanup to deinit, which runs for a throwing
     /// init once all stored properties are set, so the session is destroyed exactly once.
-    public init(fs: any FuseFilesystem, mountpoint: String, options: [String], config: FuseConfig) throws {
+    public init(fs: any FuseFilesystem, mountpoint: String, options: [String], config: FuseConfig,
+                counters: FuseOpCounters = FuseOpCounters()) throws {
         self.mountpoint = mountpoint
         try Self.preflight(mountpoint: mountpoint)
-        let ctx = SessionContext(fs: fs, config: config)
+        let ctx = SessionContext(fs: fs, config: config, counters: counters)
         // SAFETY: retained here, released in deinit after the session is destroyed.
         let retained = Unmanaged.passRetained(ctx)
         var ops = FuseOps.make()

@@ -63,3 +63,13 @@ extension ProcessControl {
         return 0
     }
 }
+
+extension ProcessControl {
+    /// CPU time this process has used so far, in seconds (getrusage RUSAGE_SELF, all threads).
+    public static func cpuSeconds() -> (user: Double, system: Double) {
+        var u = rusage()
+        guard getrusage(RUSAGE_SELF.rawValue, &u) == 0 else { return (0, 0) }
+        func s(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+        return (s(u.ru_utime), s(u.ru_stime))
+    }
+}

@@ -57,6 +57,14 @@ struct Status: ParsableCommand {
             "  errors    \(s.fetchErrors) fetch errors, \(s.corruptChunks) corrupt chunks refused" + (s.lastError.map { "; last: \($0)" } ?? ""),
             "  daemon    pid \(s.pid), RSS \(formatBytes(s.rssBytes)), \(s.recordedChunks) chunks read (recorded for profiles), \(s.readAheadQueued) read-ahead queued",
         ]
+        if let ops = s.fuseOps {
+            let list = ops.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            lines.append("  fuse      \(ops.values.reduce(0, +)) requests (\(list.isEmpty ? "none yet" : list))"
+                         + (s.fuseReadBytes.map { "; \(formatBytes($0)) read" } ?? ""))
+        }
+        if let n = s.demandWaits, let w = s.demandWaitSeconds, let u = s.cpuUserSeconds, let k = s.cpuSystemSeconds {
+            lines.append("  waits     \(n) reads waited \(String(format2: w)) s in all for chunk bytes; daemon CPU \(String(format2: u)) s user, \(String(format2: k)) s system")
+        }
         if let n = s.native {
             lines.insert("  native    \(n.files) files (\(formatBytes(n.bytes))) served by the kernel from \(n.tree); the daemon serves none of them"
                          + (n.relocationLayer.map { "\n            \(n.relocatedFiles) relocated files from \($0)" } ?? ""), at: 2)

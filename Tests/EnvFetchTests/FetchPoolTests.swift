@@ -62,13 +62,17 @@ final class FetchPoolTests: XCTestCase {
         for k in [0, 1, 2, 3, 9, 10] { XCTAssertFalse(fetcher.isCached(UInt32(k)), "chunk \(k) is outside the window") }
     }
 
-    func testNoStreamReadAheadWithAZeroWindowOrWhileAProfileIsPrefetched() {
+    func testNoStreamReadAheadWithAZeroWindowOrAfterAMissTheProfileCovers() {
         pool.streamReadAhead(after: 0, window: 0)
         XCTAssertEqual(pool.queuedReadAhead, 0)
-        pool.profileActive.store(true, ordering: .relaxed)
+        pool.addProfile([0, 1, 2])
         pool.streamReadAhead(after: 0, window: 8)
         XCTAssertEqual(pool.queuedReadAhead, 0, "a profile knows better than stream order")
         XCTAssertEqual(gets, 0)
+        // A miss outside the profile: the workload went past what it recorded.
+        pool.streamReadAhead(after: 5, window: 2)
+        waitUntil("chunks 6 and 7 cached") { fetcher.isCached(6) && fetcher.isCached(7) }
+        XCTAssertEqual(gets, 2)
     }
 
     func testAWarmJobFetchesEachChunkOnceAndReportsItsProgress() {

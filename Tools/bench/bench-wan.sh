@@ -10,18 +10,30 @@
 # (envpublish) and the venv's .tar.zst (tar | zstd -T0 -3); delayproxy.py on PROXY_PORT adds
 # DELAY_MS each way; wan.sh shapes PROXY_PORT to RATE. All clients use the proxy's port.
 #
+# Each venv is published as a user would, with no options: envpublish records profile
+# `default` (the imports of the venv's top-level packages) and every plain mount prefetches it.
+#
 # Per venv (workload W: small = import numpy, pandas, scipy.linalg, sklearn.linear_model;
 # large = import torch), page cache dropped before every timed run:
-#  1. envmount cold: empty cache, time(mount http://proxy/… + W with MNT/bin/python);
-#     bytesFetched/requests from `envmount status --json`, also counted in nginx's access log
+#  1. envmount cold, no profile: empty cache, time(mount --no-prefetch http://proxy/… + W with
+#     MNT/bin/python); bytesFetched/requests from `envmount status --json`, also counted in
+#     nginx's access log
 #  2. full download: time(curl | zstd -d | tar -x + W from the extracted venv)
-#  3. profile: recorded on a mount of the directory store itself (no WAN; profiles live next
-#     to the manifest, so the http store serves it), then cold mount --prefetch bench + W
+#  3. publish-time profile: the plain mount (prefetches `default` as it comes up) + W
+#  3b. for comparison, a profile of W itself: recorded on a mount of the directory store (no
+#     WAN; profiles live next to the manifest, so the http store serves it), then cold mount
+#     --prefetch bench + W
 #  4. physical limit: compressed bytes W needs / link rate + W's time from the source venv with
-#     a warm page cache; bytes = the --prefetch mount's bytesFetched once its job finished
-#     (the profile's chunks; nothing else is read)
-#  5. warm cache: `envmount warm MNT --all`, unmount, drop caches, fresh mount + W vs W from
-#     the source venv with the page cache dropped
+#     a warm page cache; bytes = the --prefetch bench mount's bytesFetched once its job
+#     finished (the chunks W reads; nothing else is fetched)
+#  5. warm cache: `envmount warm MNT --all`, unmount, drop caches, fresh (plain) mount + W vs W
+#     from the source venv with the page cache dropped
+#
+# Where the time goes (second table, per mount row, from `envmount status --json` right after
+# W): FUSE requests by operation, the bytes READ replies carried, how many reads waited for
+# chunk bytes and for how long in all, the daemon's CPU seconds (user + system, whole life of
+# the mount so far), and when the prefetch job finished, in seconds after the mount command
+# started (job time + mount command time; W's end is the row's total).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -142,12 +154,16 @@ prepare() { # venv: publish + tar.zst, once per source version
   local v=$1 src; src=$(src_of "$v")
   [ -x "$src/bin/python" ] || { echo "missing $src (run make-venvs.sh${v/small/}${v/large/ --large})" >&2; exit 1; }
   local d="$W/www/$v" stamp="$W/www/$v/.complete"
+  # .complete2: published with the default profile (older runs published with --no-record)
+  stamp="$W/www/$v/.complete2"
   if [ -f "$stamp" ] && [ "$stamp" -nt "$src/pyvenv.cfg" ] && [ "$stamp" -nt "$EP" ]; then return; fi
   echo "== preparing $v: envpublish + tar.zst of $src"
   rm -rf "$d"; mkdir -p "$d"
   local t0; t0=$(now)
-  run "$EP" "$src" "$d/store" --env "$ENV_NAME" -q --no-record
-  echo "   envpublish: $(since "$t0") s, $(du -sb "$d/store" | cut -f1) bytes"
+  run "$EP" "$src" "$d/store" --env "$ENV_NAME" -q
+  [ -n "$(find "$d/store/profiles" -name default 2>/dev/null)" ] \
+    || { echo "envpublish recorded no profile default for $src (see $LOG)" >&2; exit 1; }
+  echo "   envpublish (records profile default): $(since "$t0") s, $(du -sb "$d/store" | cut -f1) bytes"
   t0=$(now)
   tar -C "$src" -cf - . | zstd -T0 -3 -q -o "$d/venv.tar.zst"
   echo "   tar | zstd -T0 -3: $(since "$t0") s, $(stat -c %s "$d/venv.tar.zst") bytes"
@@ -178,7 +194,8 @@ FACTS="$(nproc) cores, $(awk '/MemTotal/{printf "%.1f GiB RAM", $2/1048576}' /pr
 # ---------------------------------------------------------------- one venv
 MNT_N=0
 # cold_run STORE_URL CACHE WORK [mount options]: empty cache, drop caches, time mount + W.
-# Sets T_TOTAL T_MOUNT T_WORK BYTES REQS CHUNKS NGX (after W), BYTES_END (after jobs finished)
+# Sets T_TOTAL T_MOUNT T_WORK BYTES REQS CHUNKS NGX (after W), BYTES_END (after jobs finished),
+# and the cost columns (cost_of) in COST
 cold_run() {
   local url=$1 cache=$2 work=$3 mnt t0 t1 j; shift 3
   MNT_N=$((MNT_N + 1)); mnt="$W/m-$MNT_N"
@@ -190,14 +207,33 @@ cold_run() {
   T_WORK=$(since "$t1"); T_TOTAL=$(since "$t0")
   j=$("$EM" status "$mnt" --json); log "$j"
   BYTES=$(jq '.[0].bytesFetched' <<<"$j"); REQS=$(jq '.[0].requests' <<<"$j"); CHUNKS=$(jq '.[0].chunksFetched' <<<"$j")
-  NGX=$(ngx_since)
+  NGX=$(ngx_since); local after_w=$j
   for _ in $(seq 600); do  # let background jobs (prefetch) finish, for the bytes they need
     j=$("$EM" status "$mnt" --json)
     [ "$(jq '[.[0].jobs[] | select(.finished != true)] | length' <<<"$j")" = 0 ] && break; sleep 0.2
   done
   BYTES_END=$(jq '.[0].bytesFetched' <<<"$j")
-  log "cold_run $url $*: total $T_TOTAL mount $T_MOUNT work $T_WORK bytes $BYTES reqs $REQS chunks $CHUNKS nginx $NGX end $BYTES_END"
+  COST=$(cost_of "$after_w" "$j" "$t0" "$T_MOUNT")
+  log "cold_run $url $*: total $T_TOTAL mount $T_MOUNT work $T_WORK bytes $BYTES reqs $REQS chunks $CHUNKS nginx $NGX end $BYTES_END cost $COST"
   do_unmount "$mnt" "$MPID"
+}
+
+# cost_of STATUS_AFTER_W STATUS_AFTER_JOBS T0 T_MOUNT: "| FUSE requests | READ MB | waits | CPU s |
+# prefetch done |" cells. FUSE requests: total (lookup/read/ioctl/readdirplus/getattr); waits:
+# reads that waited for chunk bytes / their total seconds; CPU: daemon user+system seconds
+# after W; prefetch done: seconds from the mount command's start (T0, epoch) to the profile
+# job's end (its finishedAt; older daemons: job seconds + T_MOUNT), — without a job.
+cost_of() {
+  jq -r --argjson fin "$2" --arg t0 "$3" --arg tm "$4" '.[0] as $s | ($s.fuseOps // {}) as $o
+    | ($fin[0].jobs | map(select(.label | startswith("profile"))) | first) as $job
+    | def r2: (. * 100 | round) / 100;
+      "\($o | add // 0) (\($o.lookup // 0)/\($o.read // 0)/\($o.ioctl // 0)/\($o.readdirplus // 0)/\($o.getattr // 0))"
+      + " | \((($s.fuseReadBytes // 0) / 1e6 * 10 | round) / 10)"
+      + " | \($s.demandWaits // 0) / \(($s.demandWaitSeconds // 0) | r2)"
+      + " | \((($s.cpuUserSeconds // 0) + ($s.cpuSystemSeconds // 0)) | r2)"
+      + " (\(($s.cpuUserSeconds // 0) | r2)+\(($s.cpuSystemSeconds // 0) | r2))"
+      + " | \(if $job == null then "—" elif $job.finishedAt then ($job.finishedAt - ($t0 | tonumber)) | r2
+              else ($job.seconds + ($tm | tonumber)) | r2 end)"' <<<"$1"
 }
 
 bench_venv() {
@@ -207,12 +243,12 @@ bench_venv() {
   local TAR_BYTES; TAR_BYTES=$(stat -c %s "$tarzst")
   echo "== $v: $work ($reps reps)"
 
-  # 1. envmount cold
-  local cold=() cold_m=() cold_w=() cold_b=() cold_q=() cold_n=()
+  # 1. envmount cold, no profile
+  local cold=() cold_m=() cold_w=() cold_b=() cold_q=() cold_n=() cold_c=()
   for r in $(seq "$reps"); do
-    cold_run "$url" "$W/c-cold" "$work"
-    cold+=("$T_TOTAL"); cold_m+=("$T_MOUNT"); cold_w+=("$T_WORK"); cold_b+=("$BYTES"); cold_q+=("$REQS"); cold_n+=("$NGX")
-    echo "   cold $r: $T_TOTAL s (mount $T_MOUNT), $(mb "$BYTES") MB, $REQS requests, nginx $NGX"
+    cold_run "$url" "$W/c-cold" "$work" --no-prefetch
+    cold+=("$T_TOTAL"); cold_m+=("$T_MOUNT"); cold_w+=("$T_WORK"); cold_b+=("$BYTES"); cold_q+=("$REQS"); cold_n+=("$NGX"); cold_c+=("$COST")
+    echo "   cold, no profile $r: $T_TOTAL s (mount $T_MOUNT), $(mb "$BYTES") MB, $REQS requests, nginx $NGX; cost $COST"
   done
 
   # 2. full download
@@ -228,20 +264,28 @@ bench_venv() {
   done
   rm -rf "$x"
 
-  # 3. profile: record on a mount of the directory store (no WAN), then --prefetch over WAN
+  # 3. the publish-time profile `default`: what a plain mount does
+  local dp=() dp_m=() dp_b=() dp_q=() dp_e=() dp_n=() dp_c=()
+  for r in $(seq "$reps"); do
+    cold_run "$url" "$W/c-dp" "$work"
+    dp+=("$T_TOTAL"); dp_m+=("$T_MOUNT"); dp_b+=("$BYTES"); dp_q+=("$REQS"); dp_e+=("$BYTES_END"); dp_n+=("$NGX"); dp_c+=("$COST")
+    echo "   default profile $r: $T_TOTAL s (mount $T_MOUNT), $(mb "$BYTES") MB at end of W ($(mb "$BYTES_END") MB when the job finished), $REQS requests, nginx $NGX; cost $COST"
+  done
+
+  # 3b. a profile of W itself: record on a mount of the directory store (no WAN), then --prefetch over WAN
   local rec="$W/m-rec-$v"
   rm -rf "$W/c-rec"; drop
-  do_mount "$www/store" "$rec" "$W/c-rec"
+  do_mount "$www/store" "$rec" "$W/c-rec" --no-prefetch
   run "$rec/bin/python" -c "$work"
   run "$EM" profile save "$rec" bench
   local recj; recj=$("$EM" status "$rec" --json); log "$recj"
   local REC_CHUNKS; REC_CHUNKS=$(jq '.[0].recordedChunks' <<<"$recj")
   do_unmount "$rec" "$MPID"
-  local pf=() pf_b=() pf_q=() pf_e=() pf_n=()
+  local pf=() pf_b=() pf_q=() pf_e=() pf_n=() pf_c=()
   for r in $(seq "$reps"); do
     cold_run "$url" "$W/c-pf" "$work" --prefetch bench
-    pf+=("$T_TOTAL"); pf_b+=("$BYTES"); pf_q+=("$REQS"); pf_e+=("$BYTES_END"); pf_n+=("$NGX")
-    echo "   prefetch $r: $T_TOTAL s (mount $T_MOUNT), $(mb "$BYTES") MB at end of W ($(mb "$BYTES_END") MB when the job finished), $REQS requests, nginx $NGX"
+    pf+=("$T_TOTAL"); pf_b+=("$BYTES"); pf_q+=("$REQS"); pf_e+=("$BYTES_END"); pf_n+=("$NGX"); pf_c+=("$COST")
+    echo "   prefetch bench $r: $T_TOTAL s (mount $T_MOUNT), $(mb "$BYTES") MB at end of W ($(mb "$BYTES_END") MB when the job finished), $REQS requests, nginx $NGX; cost $COST"
   done
 
   # 4. physical limit
@@ -259,11 +303,13 @@ bench_venv() {
   local WALL_B; WALL_B=$("$EM" status "$wm" --json | jq '.[0].bytesFetched')
   do_unmount "$wm" "$MPID"
   echo "   warm --all: $T_WARMALL s, $(mb "$WALL_B") MB"
+  local warm_c=()
   for r in $(seq "$reps"); do
-    drop; t0=$(now); do_mount "$url" "$wm" "$wc"; run "$wm/bin/python" -c "$work"; warm+=("$(since "$t0")")
+    drop; t0=$(now); do_mount "$url" "$wm" "$wc"; local tm; tm=$(since "$t0"); run "$wm/bin/python" -c "$work"; warm+=("$(since "$t0")")
+    local wj; wj=$("$EM" status "$wm" --json); log "$wj"; warm_c+=("$(cost_of "$wj" "$wj" "$t0" "$tm")")
     do_unmount "$wm" "$MPID"
     drop; t0=$(now); run "$src/bin/python" -c "$work"; nat+=("$(since "$t0")")
-    echo "   warm cache $r: ${warm[-1]} s; native ${nat[-1]} s"
+    echo "   warm cache $r: ${warm[-1]} s; native ${nat[-1]} s; cost ${warm_c[-1]}"
   done
 
   # settings
@@ -282,10 +328,11 @@ bench_venv() {
   rm -rf "$W"/c-*
 
   # table
-  local C F P N WM
-  C=$(med "${cold[@]}"); F=$(med "${full[@]}"); P=$(med "${pf[@]}"); N=$(med "${nat[@]}"); WM=$(med "${warm[@]}")
-  local rc1 rc2 rp1 rp2 rw
+  local C F P D N WM
+  C=$(med "${cold[@]}"); F=$(med "${full[@]}"); P=$(med "${pf[@]}"); D=$(med "${dp[@]}"); N=$(med "${nat[@]}"); WM=$(med "${warm[@]}")
+  local rc1 rc2 rp1 rp2 rd1 rd2 rw
   rc1=$(ratio "$C" "$PHYS"); rc2=$(ratio "$C" "$F"); rp1=$(ratio "$P" "$PHYS"); rp2=$(ratio "$P" "$F"); rw=$(ratio "$WM" "$N")
+  rd1=$(ratio "$D" "$PHYS"); rd2=$(ratio "$D" "$F")
   local t_cold2 t_pf
   if [ "$v" = large ]; then t_cold2="< 1: $(verdict "$rc2" 0.999)"; else t_cold2="—"; fi
   {
@@ -294,17 +341,32 @@ bench_venv() {
     echo
     echo "| step | time s | MB moved | requests | nginx reqs/bytes | ratio | target |"
     echo "| --- | --- | --- | --- | --- | --- | --- |"
-    echo "| 1. envmount cold (mount + W) | $(summ "${cold[@]}") | $(mb "$(med "${cold_b[@]}")") | $(med "${cold_q[@]}") | ${cold_n[0]// //} | $rc1 × phys; $rc2 × full dl | ≤ 2: $(verdict "$rc1" 2); $t_cold2 |"
+    echo "| 1. envmount cold, no profile (mount --no-prefetch + W) | $(summ "${cold[@]}") | $(mb "$(med "${cold_b[@]}")") | $(med "${cold_q[@]}") | ${cold_n[0]// //} | $rc1 × phys; $rc2 × full dl | ≤ 2: $(verdict "$rc1" 2); $t_cold2 |"
     echo "| 1. (of which mount command) | $(summ "${cold_m[@]}") | | | | | |"
     echo "| 2. full download (curl \| zstd -d \| tar -x + W) | $(summ "${full[@]}") | $(mb "$TAR_BYTES") | 1 | | | |"
     echo "| 2. (of which download + extract) | $(summ "${full_d[@]}") | | | | | |"
-    echo "| 3. --prefetch bench, cold (mount + W) | $(summ "${pf[@]}") | $(mb "$(med "${pf_b[@]}")") (job total $(mb "$PF_BYTES")) | $(med "${pf_q[@]}") | ${pf_n[0]// //} | $rp1 × phys; $rp2 × full dl | ≤ 1.2: $(verdict "$rp1" 1.2); < 1: $(verdict "$rp2" 0.999) |"
-    echo "| 3. (info) profile: chunks recorded | | | $REC_CHUNKS | | | |"
+    echo "| 3. publish-time profile default, cold (plain mount + W) | $(summ "${dp[@]}") | $(mb "$(med "${dp_b[@]}")") (job done $(mb "$(med "${dp_e[@]}")")) | $(med "${dp_q[@]}") | ${dp_n[0]// //} | $rd1 × phys; $rd2 × full dl | ≤ 1.2: $(verdict "$rd1" 1.2); < 1: $(verdict "$rd2" 0.999) |"
+    echo "| 3. (of which mount command) | $(summ "${dp_m[@]}") | | | | | |"
+    echo "| 3b. (comparison) --prefetch bench, a profile of W, cold (mount + W) | $(summ "${pf[@]}") | $(mb "$(med "${pf_b[@]}")") (job total $(mb "$PF_BYTES")) | $(med "${pf_q[@]}") | ${pf_n[0]// //} | $rp1 × phys; $rp2 × full dl | |"
+    echo "| 3b. (info) profile bench: chunks recorded | | | $REC_CHUNKS | | | |"
     echo "| 4. physical limit = $(mb "$PF_BYTES") MB ÷ $(mb "$RATE_BPS") MB/s + W local warm ($(printf '%.2f' "$LOCAL") s) | $PHYS | $(mb "$PF_BYTES") | | | | |"
     echo "| 5. warm cache (after warm --all; remount, W) | $(summ "${warm[@]}") | 0 | | | $rw × native | ≤ 1.1: $(verdict "$rw" 1.1) |"
     echo "| 5. native: W from the source venv, caches dropped | $(summ "${nat[@]}") | | | | | |"
     echo "| 5. (info) envmount warm --all | $(printf '%.2f' "$T_WARMALL") | $(mb "$WALL_B") | | | $(ratio "$T_WARMALL" "$(med "${full_d[@]}")") × download+extract | |"
     for s in "${set_rows[@]}"; do echo "$s"; done
+    echo
+    echo "Where the time goes ($v; one row per run; \`envmount status --json\` right after W). FUSE requests: all (lookup/read/ioctl/readdirplus/getattr); waits: reads that waited for chunk bytes / seconds waited in all; CPU: the daemon's user+system seconds; prefetch done: s after the mount command started, vs the row's total."
+    echo
+    echo "Load average at the end of $v: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo
+    echo "| run | total s | FUSE requests | READ MB | waits n / s | daemon CPU s | prefetch done s |"
+    echo "| --- | --- | --- | --- | --- | --- | --- |"
+    for r in $(seq "$reps"); do
+      echo "| 1. cold, no profile #$r | $(printf '%.2f' "${cold[$((r-1))]}") | ${cold_c[$((r-1))]} |"
+      echo "| 3. profile default #$r | $(printf '%.2f' "${dp[$((r-1))]}") | ${dp_c[$((r-1))]} |"
+      echo "| 3b. --prefetch bench #$r | $(printf '%.2f' "${pf[$((r-1))]}") | ${pf_c[$((r-1))]} |"
+      echo "| 5. warm cache #$r | $(printf '%.2f' "${warm[$((r-1))]}") | ${warm_c[$((r-1))]} |"
+    done
   } | tee -a "$RESULTS"
 }
 

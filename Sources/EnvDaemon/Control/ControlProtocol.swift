@@ -39,6 +39,9 @@ public struct JobInfo: Codable, Sendable, Equatable {
     public var seconds: Double
     public var finished: Bool
     public var error: String?
+    /// When the job finished, in seconds since the epoch (for timelines: a start-up prefetch
+    /// against the mount command's start and the workload's end).
+    public var finishedAt: Double? = nil
 }
 
 public struct StatusInfo: Codable, Sendable, Equatable {
@@ -81,6 +84,16 @@ public struct StatusInfo: Codable, Sendable, Equatable {
     public var native: NativeSummary? = nil
     /// The store asked again for this status (reachable? newer revision?).
     public var storeCheck: StoreCheck? = nil
+    /// FUSE requests the kernel sent, by operation (`lookup`, `read`, `ioctl`, ...), and the
+    /// bytes READ replies carried.
+    public var fuseOps: [String: UInt64]? = nil
+    public var fuseReadBytes: UInt64? = nil
+    /// Reads that waited for chunk bytes (download or first-use hash), and their total wait.
+    public var demandWaits: UInt64? = nil
+    public var demandWaitSeconds: Double? = nil
+    /// CPU time the daemon has used (all threads), in seconds.
+    public var cpuUserSeconds: Double? = nil
+    public var cpuSystemSeconds: Double? = nil
 }
 
 /// The files a native mount's kernel serves from the cache: the materialized tree's regular
