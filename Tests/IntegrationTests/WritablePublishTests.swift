@@ -55,12 +55,16 @@ final class WritablePublishTests: MountTestCase {
         return (try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])?.first ?? [:]
     }
 
-    /// The daemon counters a read of a file's bytes moves: chunk opens (cache hits), fetches,
-    /// requests, and the chunks recorded for `profile save`.
+    /// The daemon counters a read of a file's bytes moves: FUSE READ requests and the bytes they
+    /// carried, chunk opens (cache hits), fetches, requests, and the chunks recorded for
+    /// `profile save`.
     func readCounters(_ mp: String) throws -> [String: UInt64] {
         let s = try status(mp)
         var out: [String: UInt64] = [:]
-        for k in ["cacheHits", "chunksFetched", "requests", "recordedChunks"] { out[k] = (s[k] as? NSNumber)?.uint64Value ?? UInt64.max }
+        for k in ["cacheHits", "chunksFetched", "requests", "recordedChunks", "fuseReadBytes"] {
+            out[k] = (s[k] as? NSNumber)?.uint64Value ?? UInt64.max
+        }
+        out["fuseReads"] = ((s["fuseOps"] as? [String: Any])?["read"] as? NSNumber)?.uint64Value ?? 0
         return out
     }
 
@@ -123,6 +127,7 @@ final class WritablePublishTests: MountTestCase {
         // ... which these counters would show: reading the unchanged files moves them.
         for f in unchanged { _ = try TreeFixture.readAll((mnt + f).pathBytes) }
         let after = try readCounters(mnt)
+        XCTAssertGreaterThan(after["fuseReads"]!, before["fuseReads"]!)
         XCTAssertGreaterThan(after["cacheHits"]! + after["chunksFetched"]!, before["cacheHits"]! + before["chunksFetched"]!)
 
         // Revision 2 at a third path with an empty cache: the package imports, its console script
