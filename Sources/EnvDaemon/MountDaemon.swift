@@ -193,9 +193,6 @@ public enum MountDaemon {
         let service = MountService(mountpoint: mp, opened: opened, store: store, cache: cache, fs: fs,
                                    fetcher: fetcher, pool: pool, recorder: recorder, fuseOps: fuseOps)
         // Started before the kernel mount, so the profile's chunks are under way by READY.
-        let prefetch = (o.prefetch ?? (o.prefetchDefault ? "default" : nil)).map {
-            ProfilePrefetch(name: $0, explicit: o.prefetch != nil, service: service)
-        }
         var config = FuseConfig()
         config.readAheadKB = o.readAheadKB
         config.entryTimeout = o.kernelCacheTimeout
@@ -214,6 +211,13 @@ public enum MountDaemon {
             ? NativeServing.lowers(tree, relocated: relocated, mountpoint: mp, fetcher: fetcher) : ([], [])
         let native = !nativeLowers.isEmpty
         service.setNative(native ? NativeServing.summary(tree, lowers: nativeLowers, relocated: relocated) : nil)
+        // A materialized tree serves every file from local disk: profile `default` would only
+        // re-read and re-hash cached chunks beside the workload (an explicit --prefetch is still
+        // honoured). Started before the kernel mount, so the profile's chunks are under way by READY.
+        let skipDefault = native && o.prefetch == nil && o.prefetchDefault
+        let prefetch = skipDefault ? nil : (o.prefetch ?? (o.prefetchDefault ? "default" : nil)).map {
+            ProfilePrefetch(name: $0, explicit: o.prefetch != nil, service: service)
+        }
         let overlaid = layer != nil || native
         let fuseMountpoint = layer?.lower ?? (overlaid ? EnvOverlay.hiddenLower(for: mp) : mp)
         if let layer { try layer.prepare() } else if overlaid { try FS.makeDirectories(fuseMountpoint, mode: 0o700) }
@@ -259,6 +263,7 @@ public enum MountDaemon {
             }
             Log.info("mounted \(env) revision \(revision) at \(mp), pid \(ProcessControl.pid)")
             for line in relocationLines(manifest, relocated, relocate: o.relocate, listLimit: .max) { Log.info(line) }
+            if skipDefault { Log.info("profile default not prefetched: every file is served natively") }
             prefetch?.logWhenKnown()
             for note in treeNotes { Log.error(note) }
             if native {

@@ -75,6 +75,9 @@ public final class FetchPool: Sendable {
     let chunkSizes: [UInt32]
     private let queues = Mutex(Queues())
     private let available = DispatchSemaphore(value: 0)
+    /// Entered by each worker thread while it runs: stop() waits on it, so no worker is still
+    /// inside the fetcher or the cache while the process exits.
+    private let running = DispatchGroup()
     public let threads: Int
     /// One bit per chunk of the profiles queued for prefetch: a miss on such a chunk does not
     /// start stream read-ahead (the profile brings what follows it).
@@ -86,7 +89,11 @@ public final class FetchPool: Sendable {
         self.threads = threads
         self.profileChunks = Mutex([UInt64](repeating: 0, count: manifest.chunks.count / 64 + 1))
         for i in 0..<threads {
-            let t = Thread { [self] in self.work() }
+            running.enter()
+            let t = Thread { [self] in
+                defer { running.leave() }
+                self.work()
+            }
             t.name = "envmount-fetch-\(i)"
             t.start()
         }
@@ -155,9 +162,14 @@ public final class FetchPool: Sendable {
 
     public var queuedReadAhead: Int { queues.withLock { $0.readAhead.count - $0.readAheadHead } }
 
-    public func stop() {
+    /// Stops the workers: queued work is dropped, and a chunk being fetched finishes. Waits up
+    /// to `timeout` seconds for them (a fetch stuck on the network is left behind after that);
+    /// true when every worker has returned.
+    @discardableResult
+    public func stop(timeout: Double = 10) -> Bool {
         queues.withLock { $0.stopped = true }
         for _ in 0..<threads { available.signal() }
+        return running.wait(timeout: .now() + timeout) == .success
     }
 
     private func next() -> Item? {

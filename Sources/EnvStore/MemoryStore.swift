@@ -11,6 +11,8 @@ public final class MemoryStore: ObjectStore {
         var gets = 0
         var failNextPuts = 0
         var unavailable = false
+        var getDelayMicroseconds: UInt32 = 0
+        var getsInFlight = 0
     }
 
     let state = Mutex(State())
@@ -33,8 +35,19 @@ public final class MemoryStore: ObjectStore {
     /// Replaces an object's bytes behind the writer's back (to simulate corruption).
     public func overwrite(_ key: String, _ bytes: [UInt8]) { state.withLock { $0.objects[key] = bytes } }
 
+    /// Every get takes this long (outside the lock, as a network round trip would).
+    public func setGetDelay(microseconds: UInt32) { state.withLock { $0.getDelayMicroseconds = microseconds } }
+    /// Gets started and not yet returned.
+    public var getsInFlight: Int { state.withLock { $0.getsInFlight } }
+
     public func get(_ key: String) throws -> [UInt8] {
-        try state.withLock { s in
+        let delay = state.withLock { s -> UInt32 in
+            s.getsInFlight += 1
+            return s.getDelayMicroseconds
+        }
+        defer { state.withLock { $0.getsInFlight -= 1 } }
+        if delay > 0 { usleep(delay) }
+        return try state.withLock { s in
             if s.unavailable { throw StoreError.unavailable(key: key, store: description, detail: "store offline") }
             s.gets += 1
             guard let v = s.objects[key] else { throw StoreError.notFound(key: key, store: description) }

@@ -138,4 +138,19 @@ final class FetchPoolTests: XCTestCase {
         for k: UInt32 in [3, 1, 3, 2, 1, 9, 3] { r.record(k) }
         XCTAssertEqual(r.chunks, [3, 1, 2, 9])
     }
+
+    /// stop() returns only once no worker is inside a fetch, so a daemon that unmounts during a
+    /// prefetch does not exit (and tear down the cache's locks) under a running worker, which
+    /// crashed it before.
+    func testStopWaitsForTheWorkersToReturn() {
+        store.setGetDelay(microseconds: 300_000)
+        pool.submit(label: "slow", chunks: (0..<UInt32(manifest.chunks.count)).map { $0 })
+        waitUntil("a get under way") { store.getsInFlight > 0 }
+        XCTAssertTrue(pool.stop(timeout: 30), "the workers returned")
+        XCTAssertEqual(store.getsInFlight, 0, "no get still running after stop()")
+        let after = store.getCount
+        usleep(700_000)
+        XCTAssertEqual(store.getCount, after, "no fetch started after stop()")
+        XCTAssertLessThan(gets, manifest.chunks.count, "queued work was dropped")
+    }
 }

@@ -32,6 +32,12 @@ final class NativeServingTests: MountTestCase {
         let src = h.dir + "/src/tree", store = h.dir + "/store", mnt = h.dir + "/mnt", cache = h.dir + "/cache"
         try TreeFixture.build(src, manyFiles: false, venv: true)
         XCTAssertEqual(try h.publish(src, store, ["--env", "tree"]).status, 0)
+        // A profile `default`, which every mount prefetches, except one served natively.
+        try h.mount(store, mnt, cache: cache, ["--no-relocate", "--no-prefetch"])
+        XCTAssertEqual(try h.run(mnt + "/venv/bin/python", ["-c", "import envmount_probe"]).status, 0)
+        let saved = try h.run("envmount", ["profile", "save", mnt, "default"])
+        XCTAssertEqual(saved.status, 0, saved.stderr)
+        XCTAssertEqual(try h.unmount(mnt).status, 0)
         // The tree's venv names its source path and mnt is elsewhere: a materialized tree holds the
         // bytes as published, so it serves only a mount that presents them as published.
         try warmAndMaterialize(store, mnt, cache, ["--no-relocate"])
@@ -39,6 +45,7 @@ final class NativeServingTests: MountTestCase {
         let pid = try h.mount(store, mnt, cache: cache, ["--no-relocate"])
         let s = try status(mnt)
         XCTAssertNotNil(s["nativeTree"] as? String, "the second mount is not native: \(s)")
+        XCTAssertEqual((s["jobs"] as? [Any])?.count, 0, "a native mount prefetched profile default: \(s)")
         // Every entry (modes, owners, mtimes, setuid, hardlinks, symlinks, odd names, the sparse file's size).
         XCTAssertGreaterThan(try TreeFixture.assertSame(source: src, mount: mnt, relocated: false), 20)
         let py = try h.run(mnt + "/venv/bin/python", ["-c", "import envmount_probe; print(envmount_probe.VALUE[:8])"])
