@@ -4,27 +4,9 @@ import SysKit
 
 /// The kernel's view of mount points, from /proc/self/mountinfo.
 public enum Mountpoints {
-    public struct Entry: Sendable {
-        public var mountpoint: String
-        public var fsType: String
-        public var source: String
-        /// The file system's own options (for overlayfs: lowerdir, upperdir, workdir).
-        public var superOptions: String = ""
-    }
+    public typealias Entry = MountTable.Entry
 
-    public static func all() -> [Entry] {
-        guard let data = try? FS.readFile("/proc/self/mountinfo") else { return [] }
-        var out: [Entry] = []
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
-            let halves = line.components(separatedBy: " - ")
-            guard halves.count == 2 else { continue }
-            let left = halves[0].split(separator: " "), right = halves[1].split(separator: " ")
-            guard left.count >= 5, right.count >= 2 else { continue }
-            out.append(Entry(mountpoint: unescape(String(left[4])), fsType: String(right[0]), source: unescape(String(right[1])),
-                             superOptions: right.count > 2 ? unescape(String(right[2])) : ""))
-        }
-        return out
-    }
+    public static func all() -> [Entry] { MountTable.entries() }
 
     public static func find(_ path: String) -> Entry? { all().last { $0.mountpoint == path } }
 
@@ -34,24 +16,7 @@ public enum Mountpoints {
         (e.fsType == "fuse.envmount" && !e.source.hasPrefix(WritableLayer.lowerSourcePrefix)) || EnvOverlay.of(e) != nil
     }
 
-    /// mountinfo writes space, tab, newline and backslash as \ooo.
-    public static func unescape(_ s: String) -> String {
-        guard s.contains("\\") else { return s }
-        var out: [UInt8] = []
-        let b = Array(s.utf8)
-        var i = 0
-        while i < b.count {
-            if b[i] == UInt8(ascii: "\\"), i + 3 < b.count,
-               let v = UInt8(String(decoding: b[i + 1...i + 3], as: UTF8.self), radix: 8) {
-                out.append(v)
-                i += 4
-            } else {
-                out.append(b[i])
-                i += 1
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    public static func unescape(_ s: String) -> String { MountTable.unescape(s) }
 
     /// Absolute form of a user's path without resolving the last component through a dead mount.
     public static func absolute(_ path: String) -> String {

@@ -21,37 +21,15 @@ public struct WritableLayer: Sendable {
     public var upper: String { dir + "/upper" }
     public var work: String { dir + "/work" }
     public var lower: String { dir + "/lower" }
-    var recordPath: String { dir + "/envmount-layer" }
+    var recordPath: String { dir + "/" + LayerRecord.fileName }
 
     /// The overlay's source in mountinfo: how `status`, `unmount` and `reset` recognize it.
-    public static let overlaySourcePrefix = "envmount:"
+    public static let overlaySourcePrefix = LayerRecord.overlaySourcePrefix
     /// The FUSE mount's fsname under a writable layer: a hidden lower, not a mount users address.
     public static let lowerSourcePrefix = "envmount-lower:"
 
-    /// What DIR/envmount-layer holds.
-    struct Record: Equatable {
-        var store: String
-        var env: String
-        var manifest: ChunkID
-        var revision: UInt64
-
-        func encode() -> [UInt8] {
-            Array("envmount-layer 1\nstore \(store)\nenv \(env)\nmanifest \(manifest.hex)\nrevision \(revision)\n".utf8)
-        }
-
-        static func decode(_ bytes: [UInt8]) -> Record? {
-            let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
-            guard bytes.count < 8192, lines.first == "envmount-layer 1" else { return nil }
-            var f: [Substring: String] = [:]
-            for line in lines.dropFirst() {
-                let parts = line.split(separator: " ", maxSplits: 1)
-                if parts.count == 2 { f[parts[0]] = String(parts[1]) }
-            }
-            guard let s = f["store"], let e = f["env"], let m = f["manifest"].flatMap(ChunkID.init(hex:)),
-                  let r = f["revision"].flatMap(UInt64.init) else { return nil }
-            return Record(store: s, env: e, manifest: m, revision: r)
-        }
-    }
+    /// What DIR/envmount-layer holds (EnvFormat: envpublish reads it too).
+    typealias Record = LayerRecord
 
     /// The layer at `dir` (made absolute; created later by `prepare`).
     public init(dir: String) throws {

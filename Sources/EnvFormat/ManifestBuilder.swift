@@ -116,3 +116,11 @@ extension ManifestBuilder {
         for s in nodes[node].spans.indices { nodes[node].spans[s].chunk = f(nodes[node].spans[s].chunk) }
     }
 }
+
+extension ManifestBuilder {
+    /// Changes a node in place (a publish of a writable mount takes an unchanged file's size and
+    /// times from its base revision, not from the relocated view it walked).
+    public mutating func update(_ node: Int, _ body: (inout Node) -> Void) {
+        body(&nodes[node])
+    }
+}

@@ -7,7 +7,7 @@ import EnvFormat
 /// `METADATA`/`PKG-INFO` Name and Version, and for a direct install (PEP 610 `direct_url.json`)
 /// the requirement pip would print for it.
 public enum PackageScanner {
-    public static func scan(root: String) -> [Distribution] {
+    public static func scan(root: String, known: KnownDistributions? = nil) -> [Distribution] {
         var out: [String: Distribution] = [:]
         for libDir in ["lib", "Lib"] {
             let lib = root + "/" + libDir
@@ -21,6 +21,10 @@ public enum PackageScanner {
                     let meta: String
                     if n.hasSuffix(".dist-info") { meta = "METADATA" } else if n.hasSuffix(".egg-info") { meta = "PKG-INFO" } else { continue }
                     let dir = site + "/" + n
+                    if let k = known, k.untouched(dir + "/" + meta), k.untouched(dir + "/direct_url.json"), let d = k.match(directory: n) {
+                        out[d.canonicalName] = d
+                        continue
+                    }
                     guard (try? FS.lstat(dir))?.kind == .directory, let bytes = try? FS.readFile(dir + "/" + meta),
                           var d = parseMetadata(bytes) else { continue }
                     if let du = try? FS.readFile(dir + "/direct_url.json") { applyDirectURL(du, to: &d) }
@@ -29,6 +33,16 @@ public enum PackageScanner {
             }
         }
         return out.values.sorted { $0.name.lowercased() < $1.name.lowercased() }
+    }
+
+    /// The distribution a `NAME-VERSION.dist-info` (or `NAME-VERSION-pyX.Y.egg-info`) directory
+    /// name stands for, among `packages`: same canonical name, same version.
+    static func match(directory: String, in packages: [Distribution]) -> Distribution? {
+        let stem = directory.lastIndex(of: ".").map { directory[..<$0] } ?? directory[...]
+        let parts = stem.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count >= 2, !parts[0].isEmpty, !parts[1].isEmpty else { return nil }
+        let name = Distribution.canonicalize(String(parts[0])), version = String(parts[1])
+        return packages.first { $0.canonicalName == name && $0.version == version }
     }
 
     /// Name and Version from the header block of a METADATA/PKG-INFO file.
@@ -108,4 +122,20 @@ public enum PackageScanner {
             .sorted { $0.name.lowercased() < $1.name.lowercased() }
             .map { $0.requirement + "\n" }.joined()
     }
+}
+
+/// Distributions known from a base revision, for a publish of a writable mount: a dist-info
+/// directory whose METADATA and direct_url.json the layer did not touch is the base's, found by
+/// the name and version its directory name spells, and nothing of it is read.
+public struct KnownDistributions {
+    public var packages: [Distribution]
+    /// Whether the file at this absolute path is as in the base revision.
+    public var untouched: (String) -> Bool
+
+    public init(packages: [Distribution], untouched: @escaping (String) -> Bool) {
+        self.packages = packages
+        self.untouched = untouched
+    }
+
+    func match(directory: String) -> Distribution? { PackageScanner.match(directory: directory, in: packages) }
 }

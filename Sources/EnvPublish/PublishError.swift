@@ -9,6 +9,7 @@ public enum PublishError: Error, CustomStringConvertible, Sendable {
     case store(String)
     case interpreter(String)
     case badExclude(pattern: String, reason: String)
+    case layer(String)
 
     public var description: String {
         switch self {
@@ -20,6 +21,7 @@ public enum PublishError: Error, CustomStringConvertible, Sendable {
         case let .store(m): return m
         case let .interpreter(m): return m
         case let .badExclude(p, r): return "exclude pattern '\(p)': \(r)"
+        case let .layer(m): return m
         }
     }
 }

@@ -70,14 +70,14 @@ extension Publisher {
 
     /// The facts of this publish for its revision record (number and ref filled in at commit).
     func recordTemplate(manifest: ChunkID, publishedAt: Int64, sourcePath: String, walker: TreeWalker,
-                        table: [Manifest.ChunkRecord], uploaded: UploadResult) -> RevisionRecord {
+                        table: [Manifest.ChunkRecord], uploaded: UploadResult, reuse: LayerReuse? = nil) -> RevisionRecord {
         RevisionRecord(env: options.env, revision: 0, manifest: manifest.hex, publishedAt: publishedAt,
                        host: PublisherIdentity.host, user: PublisherIdentity.user, source: sourcePath,
                        files: walker.counts.files, fileBytes: uploaded.bytesRead, chunks: table.count,
                        storedBytes: table.reduce(0) { $0 + UInt64($1.storedSize) }, uploadedBytes: uploaded.bytesUploaded,
                        excludedFiles: walker.excluded.files, excludedBytes: walker.excluded.bytes,
-                       python: Self.pythonFacts(sourcePath).first { $0.key == "python.version" }?.value,
-                       packages: PackageScanner.scan(root: sourcePath))
+                       python: pythonFacts(sourcePath, reuse: reuse).first { $0.key == "python.version" }?.value,
+                       packages: packages(sourcePath, reuse: reuse))
     }
 }
 

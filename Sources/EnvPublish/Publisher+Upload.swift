@@ -1,6 +1,7 @@
 // Stage 2 of a publish: the tree's regular files are read in path order as one stream and cut
 // by the chunker on this thread (the one serial stage); each chunk is hashed, compressed and, if
-// the store lacks it, uploaded by a pool of workers.
+// the store lacks it, uploaded by a pool of workers. A writable mount's unchanged files
+// (Publisher+Layer) are not in the stream: their spans name the base revision's chunks.
 import Dispatch
 import Glibc
 import Synchronization
@@ -19,7 +20,12 @@ extension Publisher {
         var builder: ManifestBuilder
         var chunksUploaded: Int
         var bytesUploaded: UInt64
+        /// Bytes of every regular file, read or taken from a base revision.
         var bytesRead: UInt64
+        var filesReused = 0
+        var bytesReused: UInt64 = 0
+        /// Chunks the reused files' spans name (in the store, never uploaded by this publish).
+        var reusedIDs: Set<ChunkID> = []
     }
 
     /// Shared state of the upload workers.
@@ -33,9 +39,10 @@ extension Publisher {
         var error: Error?
     }
 
-    func chunkAndUpload(_ walker: TreeWalker, known: StoreState, scanner: inout PrefixScanner) throws -> UploadResult {
+    func chunkAndUpload(_ walker: TreeWalker, known: StoreState, scanner: inout PrefixScanner,
+                        reuse: LayerReuse? = nil) throws -> UploadResult {
         var builder = walker.builder
-        let files = walker.files
+        let files = walker.files.filter { reuse?.files[$0.node] == nil }
         let state = Mutex(Uploads())
         state.withLock { s in
             s.present = known.present
@@ -45,6 +52,8 @@ extension Publisher {
         var prog = PublishProgress()
         prog.filesTotal = files.count
         prog.bytesTotal = files.reduce(0) { $0 + $1.stat.size }
+        prog.filesReused = reuse?.files.count ?? 0
+        prog.bytesReused = reuse?.bytes ?? 0
         var lastReport: UInt64 = 0
 
         let group = DispatchGroup()
@@ -86,6 +95,31 @@ extension Publisher {
 
         var chunker = StreamChunker(params: options.chunking)
         var chunkCount = 0
+        // Unchanged files of a writable mount: the base's spans, its chunks numbered into the
+        // stream's table like any other (they are in the store; none is uploaded).
+        var reusedIDs: Set<ChunkID> = []
+        if let reuse {
+            var number: [Int: Int] = [:]
+            for (node, owner) in reuse.files.sorted(by: { $0.key < $1.key }) {
+                for span in reuse.spans(owner) {
+                    guard span.chunk != Manifest.Span.zeros else { builder.appendSpan(node, span); continue }
+                    let b = Int(span.chunk)
+                    if number[b] == nil {
+                        let rec = reuse.base.chunks[b]
+                        number[b] = chunkCount
+                        chunkCount += 1
+                        state.withLock { s in
+                            s.ids.append(rec.id)
+                            s.sizes.append(rec.rawSize)
+                            if s.storedSize[rec.id] == nil, rec.storedSize > 0 { s.storedSize[rec.id] = rec.storedSize }
+                        }
+                        reusedIDs.insert(rec.id)
+                    }
+                    let k = number[b]!
+                    builder.appendSpan(node, Manifest.Span(chunk: UInt32(k), offset: span.offset, length: span.length))
+                }
+            }
+        }
         func emit(_ chunks: [StreamChunker.Chunk]) {
             for c in chunks {
                 let k = chunkCount
@@ -175,6 +209,7 @@ extension Publisher {
         prog.chunks = chunkCount
         progress(prog)
         return UploadResult(ids: up.ids.map { $0! }, sizes: up.sizes, storedSize: up.storedSize, builder: builder,
-                            chunksUploaded: up.uploaded, bytesUploaded: up.bytesUploaded, bytesRead: prog.bytesTotal)
+                            chunksUploaded: up.uploaded, bytesUploaded: up.bytesUploaded, bytesRead: prog.bytesTotal + prog.bytesReused,
+                            filesReused: prog.filesReused, bytesReused: prog.bytesReused, reusedIDs: reusedIDs)
     }
 }

@@ -30,6 +30,9 @@ public struct PublishOptions: Sendable {
     public var withPython = false
     /// rsync-style exclude patterns (see ExcludeRules).
     public var excludes: [String] = []
+    /// The source is this writable envmount mount: files its layer did not change are taken
+    /// from the base revision unread (Publisher+Layer).
+    public var layer: WritableMount?
     public init(env: String) { self.env = env }
 }
 
@@ -41,6 +44,9 @@ public struct PublishProgress: Sendable {
     public var chunks = 0
     public var chunksUploaded = 0
     public var bytesUploaded: UInt64 = 0
+    /// Files (and their bytes) taken unread from a writable mount's base revision.
+    public var filesReused = 0
+    public var bytesReused: UInt64 = 0
 }
 
 public struct PublishResult: Sendable {
@@ -60,6 +66,12 @@ public struct PublishResult: Sendable {
     public var seconds = 0.0
     /// Profiles of the previous revision carried to this one (Publisher+Profiles).
     public var carriedProfiles: [CarriedProfile] = []
+    /// A writable mount's publish: the revision its layer was made over, and the files (and
+    /// bytes) taken from it unread; `bytesRead` is what was read (all of `fileBytes` otherwise).
+    public var baseRevision: UInt64?
+    public var filesReused = 0
+    public var bytesReused: UInt64 = 0
+    public var bytesRead: UInt64 = 0
 }
 
 public final class Publisher: Sendable {
@@ -81,20 +93,27 @@ public final class Publisher: Sendable {
         let start = ProcessControl.monotonicNs()
         let sourcePath = try checkedSource(source)
         let bundle = options.withPython ? try BundledPython.locate(source: sourcePath) : nil
-        let walker = try walk(sourcePath, bundle: bundle)
+        var walker = try walk(sourcePath, bundle: bundle)
         let known = try storeState()
-        var scanner = PrefixScanner(prefixes: Self.relocationPrefixes(sourcePath: sourcePath, bundle: bundle))
-        var uploaded = try chunkAndUpload(walker, known: known, scanner: &scanner)
-        let (encoded, table) = try buildManifest(walker, uploaded, sourcePath: sourcePath, scanner: scanner, bundle: bundle)
+        let reuse = try planLayerReuse(&walker, known: known)
+        if let r = reuse, let p = known.previous, p.manifest != r.baseRef.manifest, r.layer.record.env == options.env {
+            warn("envpublish: note: \(options.env) is at revision \(p.revision) in \(store.description); the layer \(r.layer.layerDir) was made over revision \(r.baseRef.revision), so the new revision is revision \(r.baseRef.revision) with this layer's changes")
+        }
+        var scanner = PrefixScanner(prefixes: reuse?.prefixes ?? Self.relocationPrefixes(sourcePath: sourcePath, bundle: bundle))
+        var uploaded = try chunkAndUpload(walker, known: known, scanner: &scanner, reuse: reuse)
+        let (encoded, table) = try buildManifest(walker, uploaded, sourcePath: sourcePath, scanner: scanner, bundle: bundle, reuse: reuse)
         try putManifest(encoded)
         if try gcRan(since: known.gcCompleted) {
             // A gc ran while this publish did: it may have deleted chunks this publish reused.
             // Upload again whatever is gone (the chunking is deterministic, so ids are the same).
             let now = try storeState()
             if !Set(table.map(\.id)).isSubset(of: now.present) {
+                if let r = reuse, !uploaded.reusedIDs.isSubset(of: now.present) {
+                    throw PublishError.store("a gc of \(store.description) removed chunks of revision \(r.baseRef.revision) that this publish takes unread; the ref was left unchanged; publish again (the files whose chunks are gone are then read)")
+                }
                 warn("envpublish: a gc ran during this publish and removed chunks it reuses; uploading them again")
                 var rescan = PrefixScanner(prefixes: scanner.prefixes)
-                let again = try chunkAndUpload(walker, known: now, scanner: &rescan)
+                let again = try chunkAndUpload(walker, known: now, scanner: &rescan, reuse: reuse)
                 uploaded.chunksUploaded += again.chunksUploaded
                 uploaded.bytesUploaded += again.bytesUploaded
                 do { try store.sync() } catch { throw PublishError.store("\(error)") }
@@ -117,11 +136,17 @@ public final class Publisher: Sendable {
         result.manifestBytes = encoded.count
         result.excludedFiles = walker.excluded.files
         result.excludedBytes = walker.excluded.bytes
+        result.baseRevision = reuse?.baseRef.revision
+        result.filesReused = uploaded.filesReused
+        result.bytesReused = uploaded.bytesReused
+        result.bytesRead = uploaded.bytesRead - uploaded.bytesReused
 
         let template = recordTemplate(manifest: result.ref.manifest, publishedAt: publishedAt, sourcePath: sourcePath,
-                                      walker: walker, table: table, uploaded: uploaded)
+                                      walker: walker, table: table, uploaded: uploaded, reuse: reuse)
         try commit(manifest: encoded, table: table, previous: known.previous, template: template, result: &result)
-        carryProfiles(previous: known.previous, manifest: encoded, result: &result)
+        // Profiles come from the revision the tree was made from: a writable mount's base.
+        let carryFrom = reuse.flatMap { $0.layer.record.env == options.env ? $0.baseRef : nil } ?? known.previous
+        carryProfiles(previous: carryFrom, manifest: encoded, result: &result)
         result.seconds = Double(ProcessControl.monotonicNs() - start) / 1e9
         return result
     }
@@ -180,7 +205,7 @@ public final class Publisher: Sendable {
 
     /// Stage 3: one table entry per distinct chunk, spans renumbered to it, encoded.
     func buildManifest(_ walker: TreeWalker, _ up: UploadResult, sourcePath: String, scanner: PrefixScanner,
-                       bundle: BundledPython?) throws -> (encoded: [UInt8], table: [Manifest.ChunkRecord]) {
+                       bundle: BundledPython?, reuse: LayerReuse? = nil) throws -> (encoded: [UInt8], table: [Manifest.ChunkRecord]) {
         var finalIndex: [ChunkID: UInt32] = [:]
         var table: [Manifest.ChunkRecord] = []
         var remap = [UInt32](repeating: 0, count: up.ids.count)
@@ -195,9 +220,12 @@ public final class Publisher: Sendable {
         for n in builder.nodes.indices where !builder.nodes[n].spans.isEmpty {
             builder.remapChunks(n) { $0 == Manifest.Span.zeros ? $0 : remap[Int($0)] }
         }
-        let relocation = Relocation(prefixes: scanner.prefixes, files: scanner.files,
-                                    symlinks: Self.symlinkRecords(builder, prefixes: scanner.prefixes), patches: scanner.patches)
-        let metadata = (Self.pythonFacts(sourcePath) + Self.environmentFacts(scanner, builder, bundle: bundle)).sorted { $0.key < $1.key }
+        let reused = reuse.map(Self.reusedRelocation) ?? (files: [], patches: [])
+        let relocation = Relocation(prefixes: scanner.prefixes, files: scanner.files + reused.files,
+                                    symlinks: Self.symlinkRecords(builder, prefixes: scanner.prefixes), patches: scanner.patches + reused.patches)
+        var facts = pythonFacts(sourcePath, reuse: reuse) + Self.environmentFacts(scanner, builder, bundle: bundle)
+        if let reuse { facts = reuse.merge(facts) }
+        let metadata = facts.sorted { $0.key < $1.key }
         let manifest = try builder.build(chunking: options.chunking, sourcePath: sourcePath.pathBytes,
                                          metadata: metadata, chunks: table, relocation: relocation)
         return (try manifest.encode(), table)

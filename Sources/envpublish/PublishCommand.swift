@@ -17,18 +17,28 @@ struct PublishCommand: ParsableCommand {
 
             STORE is a directory (a path or file:///path) or s3://bucket/prefix.
 
+            SOURCE may be the mount point of `envmount mount … --writable DIR`: then the mount's \
+            merged tree (the environment plus what was installed or removed in it) is published as \
+            a new revision, and every file the layer did not change is taken from the revision the \
+            layer was made over without being read (its chunks are in the store already). STORE \
+            and --env default to the store and environment the mount came from. A mount without \
+            --writable is refused: its tree is a published revision already.
+
             Examples:
               envpublish ~/venvs/torch /srv/envstore          # same as: envpublish publish ~/venvs/torch /srv/envstore
               envpublish .venv s3://my-bucket/envs --env torch-cu121 --endpoint https://ACCOUNT.r2.cloudflarestorage.com
+              envmount mount /srv/envstore /opt/venv --env torch --writable /var/lib/venv-layer
+              /opt/venv/bin/python -m pip install some-package
+              envpublish /opt/venv                            # revision N+1 of torch in /srv/envstore
             """)
 
-    @Argument(help: "The tree to publish, e.g. a venv directory.")
+    @Argument(help: "The tree to publish: a venv directory, or the mount point of a writable envmount mount.")
     var source: String
 
-    @Argument(help: "The store: a directory path, file:///dir or s3://bucket/prefix.")
-    var store: String
+    @Argument(help: "The store: a directory path, file:///dir or s3://bucket/prefix (for a writable envmount mount, default: the store it was mounted from).")
+    var store: String?
 
-    @Option(help: "Environment name (default: SOURCE's directory name).")
+    @Option(help: "Environment name (default: SOURCE's directory name; for a writable envmount mount, the environment it was mounted from).")
     var env: String?
 
     @Flag(help: "Leave out FIFOs, sockets and device nodes with a warning instead of failing.")
@@ -96,7 +106,26 @@ struct PublishCommand: ParsableCommand {
 
     func run() throws {
         ProcessControl.ignoreSIGPIPE()
-        let name = env ?? String((source.hasSuffix("/") ? String(source.dropLast()) : source).split(separator: "/").last ?? "")
+        let layer: WritableMount?
+        do {
+            switch try WritableMount.classify(source) {
+            case .directory: layer = nil
+            case let .writable(w): layer = w
+            case let .readOnly(env):
+                throw PublishError.layer("\(source) is a read-only envmount mount of \(env): its tree is a published revision already; mount it with --writable DIR to change it and publish that mount, or publish the directory it was built from")
+            }
+            if layer != nil && withPython {
+                throw PublishError.layer("--with-python cannot add an interpreter to a writable mount: it publishes the interpreter its base revision bundled, if any")
+            }
+            if layer == nil && store == nil {
+                throw PublishError.layer("missing STORE: only a writable envmount mount knows the store it came from (envpublish SOURCE STORE)")
+            }
+        } catch {
+            Console.error("envpublish: \(error)")
+            throw ExitCode.failure
+        }
+        let store = self.store ?? layer!.record.store
+        let name = env ?? layer?.record.env ?? String((source.hasSuffix("/") ? String(source.dropLast()) : source).split(separator: "/").last ?? "")
         var storeOptions = StoreOptions()
         storeOptions.endpoint = endpoint
         storeOptions.region = region
@@ -107,6 +136,7 @@ struct PublishCommand: ParsableCommand {
         options.workers = jobs
         options.withPython = withPython
         options.excludes = excludes
+        options.layer = layer
         let tty = Console.isTerminal(2)
         let quiet = self.quiet
         do {
@@ -124,6 +154,7 @@ struct PublishCommand: ParsableCommand {
                 guard !quiet else { return }
                 let line = "publishing: \(p.filesDone)/\(p.filesTotal) files, \(formatBytes(p.bytesRead))/\(formatBytes(p.bytesTotal)) read, "
                     + "\(p.chunks) chunks, \(p.chunksUploaded) uploaded (\(formatBytes(p.bytesUploaded)))"
+                    + (layer == nil ? "" : "; \(p.filesReused) unchanged files (\(formatBytes(p.bytesReused))) reused unread")
                 if tty { Console.write(2, "\r\u{1b}[K" + line) } else if p.filesDone == p.filesTotal { Console.error(line) }
             })
             let r = try publisher.publish(source: source)
@@ -136,6 +167,12 @@ struct PublishCommand: ParsableCommand {
                     \(r.chunks) chunks: \(r.chunksUploaded) uploaded (\(formatBytes(r.bytesUploaded)) compressed), \
                     \(r.chunksReused) already in the store; manifest \(formatBytes(UInt64(r.manifestBytes)))
                     """)
+            }
+            if !quiet, let base = r.baseRevision {
+                Console.out("from the writable mount \(layer!.mountpoint): \(r.filesReused) unchanged files (\(formatBytes(r.bytesReused))) reused unread from revision \(base), "
+                            + "\(r.files - r.filesReused) files (\(formatBytes(r.bytesRead))) read")
+            } else if !quiet, let l = layer {
+                Console.out("from the writable mount \(l.mountpoint): every file read (its base revision \(l.record.revision) is not in \(store))")
             }
             let signed = r.ref.signature.map { ", signed by key \($0.keyID)" } ?? ""
             if r.unchanged {
