@@ -392,9 +392,11 @@ public struct MaterializedTree: Sendable {
         let sealed = seal
         // `path` is built from the id each time it is asked for: once here, not once per file.
         let base = path.pathBytes + [UInt8(ascii: "/")]
-        // stat in parallel: on a cold page cache the inode reads then overlap.
+        // stat on many threads: with a cold inode cache each stat waits on a disk read, and
+        // more reads in flight than cores is what makes them overlap (concurrentPerform runs
+        // one thread a core).
         let stride = 256
-        DispatchQueue.concurrentPerform(iterations: (sealed.count + stride - 1) / stride) { part in
+        blockingParallelFor(parts: (sealed.count + stride - 1) / stride, threads: 16) { part in
             for k in part * stride..<min(sealed.count, (part + 1) * stride) {
                 let i = sealed[k].entry
                 let p = base + m.path(i)
@@ -429,6 +431,26 @@ public struct MaterializedTree: Sendable {
         try? FS.removeTree(path)
         RelocationLayer.removeAll(of: self)
     }
+}
+
+/// Runs `body` for each of `0..<parts` on up to `threads` threads and waits for them all: for
+/// work that blocks on I/O, where more threads than cores keep more requests in flight.
+func blockingParallelFor(parts: Int, threads: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    final class Next: Sendable { let value = Atomic<Int>(0) }
+    let next = Next()
+    let done = DispatchGroup()
+    for _ in 0..<max(1, min(threads, parts)) {
+        done.enter()
+        Thread {
+            while true {
+                let k = next.value.add(1, ordering: .relaxed).oldValue
+                if k >= parts { break }
+                body(k)
+            }
+            done.leave()
+        }.start()
+    }
+    done.wait()
 }
 
 /// Per-file outcomes of a parallel stat pass.
