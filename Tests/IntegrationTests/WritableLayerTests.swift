@@ -2,6 +2,7 @@ import EnvFormat
 import Foundation
 import Glibc
 import SysKit
+import TestSupport
 import XCTest
 
 /// `envmount mount … --writable DIR`: a real venv (with pip), a wheel built here, real FUSE and
@@ -27,17 +28,7 @@ final class WritableLayerTests: MountTestCase {
         try FS.makeDirectories(wheels)
         let v = try h.run("/usr/bin/env", ["python3", "-m", "venv", venv])
         XCTAssertEqual(v.status, 0, "python3 -m venv failed: \(v.stderr)")
-        let script = """
-            import base64, hashlib, sys, zipfile
-            files = {"tinypkg/__init__.py": b"VALUE = 42\\n",
-                     "tinypkg-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\\nName: tinypkg\\nVersion: 1.0\\n",
-                     "tinypkg-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\\nGenerator: envmount-test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"}
-            rec = [p + ",sha256=" + base64.urlsafe_b64encode(hashlib.sha256(b).digest()).rstrip(b"=").decode() + "," + str(len(b)) for p, b in files.items()]
-            files["tinypkg-1.0.dist-info/RECORD"] = ("\\n".join(rec + ["tinypkg-1.0.dist-info/RECORD,,"]) + "\\n").encode()
-            with zipfile.ZipFile(sys.argv[1] + "/tinypkg-1.0-py3-none-any.whl", "w") as z:
-                for p, b in files.items(): z.writestr(p, b)
-            """
-        let w = try h.run("/usr/bin/env", ["python3", "-c", script, wheels])
+        let w = try h.run("/usr/bin/env", ["python3", Servers.repoRoot + "/Tools/make-wheel.py", wheels])
         XCTAssertEqual(w.status, 0, w.stderr)
         return (venv, wheels + "/tinypkg-1.0-py3-none-any.whl")
     }

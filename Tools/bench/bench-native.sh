@@ -128,17 +128,7 @@ OPS_LAYER=$(count_ops fuse-under-writable-layer --no-native --writable "$LAYER")
 OPS_TREE=$(count_ops materialized-tree)
 
 echo "== 5. pip install into a --writable mount" | tee -a "$LOG"
-python3 - "$W/wheels" <<'PY'
-import base64, hashlib, os, sys, zipfile
-os.makedirs(sys.argv[1], exist_ok=True)
-files = {"tinypkg/__init__.py": b"VALUE = 42\n",
-         "tinypkg-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: tinypkg\nVersion: 1.0\n",
-         "tinypkg-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
-rec = [p + ",sha256=" + base64.urlsafe_b64encode(hashlib.sha256(b).digest()).rstrip(b"=").decode() + "," + str(len(b)) for p, b in files.items()]
-files["tinypkg-1.0.dist-info/RECORD"] = ("\n".join(rec + ["tinypkg-1.0.dist-info/RECORD,,"]) + "\n").encode()
-with zipfile.ZipFile(sys.argv[1] + "/tinypkg-1.0-py3-none-any.whl", "w") as z:
-    for p, b in files.items(): z.writestr(p, b)
-PY
+"$REPO/Tools/make-wheel.py" "$W/wheels" >/dev/null
 rm -rf "$LAYER"
 mnt --writable "$LAYER"
 t0=$(now)

@@ -50,17 +50,7 @@ mnt() { "$BIN/envmount" mount "$STORE" "$@" >> "$LOG" 2>&1; }
 umnt() { "$BIN/envmount" unmount "$1" >> "$LOG" 2>&1; sleep 0.3; }
 counter() { "$BIN/envmount" status "$MNT" --json | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['$1'])"; }
 
-python3 - "$W/wheels" <<'PY'
-import base64, hashlib, os, sys, zipfile
-os.makedirs(sys.argv[1], exist_ok=True)
-files = {"tinypkg/__init__.py": b"VALUE = 42\n",
-         "tinypkg-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: tinypkg\nVersion: 1.0\n",
-         "tinypkg-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
-rec = [p + ",sha256=" + base64.urlsafe_b64encode(hashlib.sha256(b).digest()).rstrip(b"=").decode() + "," + str(len(b)) for p, b in files.items()]
-files["tinypkg-1.0.dist-info/RECORD"] = ("\n".join(rec + ["tinypkg-1.0.dist-info/RECORD,,"]) + "\n").encode()
-with zipfile.ZipFile(sys.argv[1] + "/tinypkg-1.0-py3-none-any.whl", "w") as z:
-    for p, b in files.items(): z.writestr(p, b)
-PY
+"$REPO/Tools/make-wheel.py" "$W/wheels" >/dev/null
 WHEEL="$W/wheels/tinypkg-1.0-py3-none-any.whl"
 PIP=(-m pip install -q --no-index --no-cache-dir --disable-pip-version-check "$WHEEL")
 
