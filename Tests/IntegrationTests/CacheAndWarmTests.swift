@@ -35,13 +35,6 @@ final class CacheAndWarmTests: MountTestCase {
 
     func stopStore(_ store: String) throws { try FS.rename(store, store + ".stopped") }
 
-    func status(_ mp: String) throws -> [String: Any] {
-        let r = try h.run("envmount", ["status", mp, "--json"])
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let arr = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]]
-        return arr?.first ?? [:]
-    }
-
     func testWarmAPackageThenReadAllItsFilesWithTheStoreStopped() throws {
         let src = h.dir + "/src/venv", store = h.dir + "/store", mnt = h.dir + "/mnt"
         let v = try makeVenv(src)

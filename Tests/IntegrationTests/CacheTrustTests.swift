@@ -16,13 +16,6 @@ final class CacheTrustTests: MountTestCase {
         super.tearDown()
     }
 
-    func status(_ mp: String) throws -> [String: Any] {
-        let r = try h.run("envmount", ["status", mp, "--json"])
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let arr = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]]
-        return arr?.first ?? [:]
-    }
-
     func manifest(_ store: String, env: String) throws -> Manifest {
         let ref = try Ref.decode(try FS.readFile(store + "/refs/" + env))
         return try Manifest.decode(try FS.readFile(store + "/" + Ref.manifestKey(ref.manifest)))

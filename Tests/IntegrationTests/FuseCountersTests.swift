@@ -7,13 +7,6 @@ import XCTest
 /// `envmount status` counts the FUSE requests a workload costs, by operation, on a real mount:
 /// the evidence the WAN benchmark reports for a cold start.
 final class FuseCountersTests: MountTestCase {
-    func status(_ mp: String) throws -> [String: Any] {
-        let r = try h.run("envmount", ["status", mp, "--json"])
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let arr = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]]
-        return arr?.first ?? [:]
-    }
-
     func testStatusCountsTheRequestsOfAnOpenIsattyReadAndTheWaitsForChunks() throws {
         let src = h.dir + "/src", store = h.dir + "/store", mnt = h.dir + "/mnt"
         try FS.makeDirectories(src + "/pkg")

@@ -1,3 +1,4 @@
+import Foundation
 import SysKit
 import XCTest
 
@@ -25,5 +26,12 @@ class MountTestCase: XCTestCase {
         for s in stops.reversed() { s() }
         stops = []
         h?.cleanUp()
+    }
+
+    /// `envmount status MOUNTPOINT --json`, the mount's object (fails the test on a non-zero exit).
+    func status(_ mountpoint: String) throws -> [String: Any] {
+        let r = try h.run("envmount", ["status", mountpoint, "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return (try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])?.first ?? [:]
     }
 }

@@ -7,13 +7,6 @@ import XCTest
 /// the materialized tree holds the bytes as published, and a relocation layer above it holds
 /// the few files the mount presents differently.
 final class NativeRelocationTests: MountTestCase {
-    func status(_ mnt: String) throws -> [String: Any] {
-        let r = try h.run("envmount", ["status", mnt, "--json"])
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let arr = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]]
-        return arr?.first ?? [:]
-    }
-
     func log(_ cache: String) -> String {
         ((try? FS.listDirectory(cache + "/logs")) ?? []).map { String(decoding: (try? FS.readFile(cache + "/logs/" + $0)) ?? [], as: UTF8.self) }.joined()
     }

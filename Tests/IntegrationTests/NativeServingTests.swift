@@ -9,13 +9,6 @@ import XCTest
 /// and the next mount serves it through an overlay, without the daemon.
 final class NativeServingTests: MountTestCase {
 
-    func status(_ mnt: String) throws -> [String: Any] {
-        let r = try h.run("envmount", ["status", mnt, "--json"])
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let arr = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]]
-        return arr?.first ?? [:]
-    }
-
     /// Mounts, warms everything and waits until the daemon says the revision is materialized.
     func warmAndMaterialize(_ store: String, _ mnt: String, _ cache: String, _ extra: [String] = []) throws {
         try h.mount(store, mnt, cache: cache, extra)

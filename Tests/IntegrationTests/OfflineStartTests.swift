@@ -23,13 +23,6 @@ final class OfflineStartTests: MountTestCase {
         Servers.run("/bin/bash", [Servers.repoRoot + "/Tools/servers/nginx.sh", "stop", state])
     }
 
-    func status(_ mp: String) throws -> [String: Any] {
-        let r = try h.run("envmount", ["status", mp, "--json"])
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let list = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]]
-        return list?.first ?? [:]
-    }
-
     /// Mounts, times it, checks every file, unmounts.
     func timedOfflineMount(_ url: String, _ mnt: String, cache: String, src: String, _ extra: [String] = []) throws -> Double {
         let start = Date()

@@ -51,13 +51,6 @@ final class RealWheelTests: MountTestCase {
         venv = v
     }
 
-    func status(_ mp: String) throws -> [String: Any] {
-        let r = try h.run("envmount", ["status", mp, "--json"])
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let arr = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]]
-        return arr?.first ?? [:]
-    }
-
     /// Reads every regular file under `dir`; returns (files, bytes); a failed read fails the test.
     func readTree(_ dir: String, file: StaticString = #filePath, line: UInt = #line) -> (Int, Int) {
         var files = 0, bytes = 0

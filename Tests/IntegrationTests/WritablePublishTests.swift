@@ -39,12 +39,6 @@ final class WritablePublishTests: MountTestCase {
         XCTAssertEqual(r.status, 0, "pip \(args.joined(separator: " ")) failed: \(r.stderr)")
     }
 
-    func status(_ mp: String) throws -> [String: Any] {
-        let r = try h.run("envmount", ["status", mp, "--json"])
-        XCTAssertEqual(r.status, 0, r.stderr)
-        return (try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])?.first ?? [:]
-    }
-
     /// The daemon counters a read of a file's bytes moves: FUSE READ requests and the bytes they
     /// carried, chunk opens (cache hits), fetches, requests, and the chunks recorded for
     /// `profile save`.
