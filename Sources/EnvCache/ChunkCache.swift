@@ -193,12 +193,15 @@ public final class ChunkCache: Sendable {
                                    temporary: "\(root)/tmp/\(ProcessControl.pid).\(n)")
     }
 
-    /// Deletes temporaries whose writer process is gone (a crash mid-write).
+    /// Deletes temporaries whose writer process is gone (a crash mid-write): entries, and the
+    /// directories of materialized trees (`<pid>.tree.<n>`) a killed daemon was building.
     private func removeAbandonedTemporaries() {
         guard let names = try? FS.listDirectory(root + "/tmp") else { return }
         for name in names {
             guard let pid = Int32(name.split(separator: ".").first ?? "") else { continue }
-            if pid != ProcessControl.pid && !ProcessControl.isAlive(pid) { try? FS.unlink(root + "/tmp/" + name) }
+            guard pid != ProcessControl.pid && !ProcessControl.isAlive(pid) else { continue }
+            let path = root + "/tmp/" + name
+            if (try? FS.unlink(path)) == nil { try? FS.removeTree(path) }
         }
     }
 }

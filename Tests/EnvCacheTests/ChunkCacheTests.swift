@@ -75,6 +75,9 @@ final class ChunkCacheTests: XCTestCase {
         XCTAssertFalse(ProcessControl.isAlive(pidMax))
         let names = ["\(pidMax).3", "\(pidMax).17", "\(getpid()).5", "1.7", "not-a-pid"]
         for n in names { try FS.writeFileAtomically("\(tmp)/\(n)", [1, 2, 3], sync: false) }
+        // A tree a killed daemon was materializing is a directory.
+        try FS.makeDirectories("\(tmp)/\(pidMax).tree.9/lib/site-packages")
+        try FS.writeFileAtomically("\(tmp)/\(pidMax).tree.9/lib/site-packages/m.py", [1], sync: false)
         _ = try ChunkCache(directory: dir)
         XCTAssertEqual(Set(try FS.listDirectory(tmp)), ["\(getpid()).5", "1.7", "not-a-pid"],
                        "only the dead writer's files go; ours and a live process's (init) stay")
