@@ -187,10 +187,15 @@ public struct MaterializedTree: Sendable {
             fd.close()
             throw error
         }
+        try Self.setAttributes(of: e, on: dest)
+        return digest
+    }
+
+    /// Gives a written file its entry's owner, mode and mtime (mode after owner: chown clears setuid).
+    static func setAttributes(of e: Manifest.Entry, on dest: PathBytes) throws {
         try FS.lchown(dest, uid: e.uid, gid: e.gid)
         try FS.chmod(dest, e.mode)
         try FS.setMtime(dest, ns: e.mtimeNs)
-        return digest
     }
 
     /// The other trees in the cache and the keys of their files, to share unchanged files.

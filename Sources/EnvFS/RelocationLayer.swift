@@ -110,9 +110,7 @@ public struct RelocationLayer: Sendable {
                     fd.close()
                     throw error
                 }
-                try FS.lchown(dest, uid: e.uid, gid: e.gid)
-                try FS.chmod(dest, e.mode)
-                try FS.setMtime(dest, ns: e.mtimeNs)
+                try MaterializedTree.setAttributes(of: e, on: dest)
                 seal.append("f \(i) CTIME \(MaterializedTree.digest(of: bytes))")
             }
             for i in c.names where m.entries[i].owner != UInt32(i) { try FS.link(pathOf(Int(m.entries[i].owner)), pathOf(i)) }
