@@ -26,6 +26,7 @@ public enum MountDaemon {
     /// Mounts as `options` say: returns once the mount answers, a daemon serving it (or, with
     /// `foreground`, once it is unmounted or signalled).
     public static func mount(_ options: MountOptions, foreground: Bool) throws {
+        PhaseMarks.mark("mount: start")
         ProcessControl.ignoreSIGPIPE()
         var o = options
         try o.validate()
@@ -39,6 +40,7 @@ public enum MountDaemon {
         let cache = try ChunkCache(directory: o.cacheDir!, limit: o.cacheSize)
         let store = try StoreFactory.open(o.store, options: o.storeOptions)
         o.trust = o.trust.resolved()
+        PhaseMarks.mark("mount: cache and store open")
         // `--revision N` mounts an older revision on purpose: the rollback check lets it through
         // (signatures are still required) and does not record it as the newest seen.
         if o.revision != nil { o.trust.allowOlder = true }
@@ -46,6 +48,7 @@ public enum MountDaemon {
         resolver.trust = try o.trust.policy()
         resolver.refTimeout = o.refTimeout
         var opened = try o.revision.map { try resolver.resolve(env: o.env, revision: $0) } ?? resolver.resolve(env: o.env)
+        PhaseMarks.mark("mount: resolved")
         if let w = o.writable {
             let layer = try WritableLayer(dir: w)
             o.writable = layer.dir
@@ -71,6 +74,7 @@ public enum MountDaemon {
             return
         }
         let handoff = DaemonHandoff(options: o, manifest: opened.ref.manifest.hex, offline: opened.offline)
+        PhaseMarks.mark("mount: launching")
         let exe = String(decoding: try FS.readlink("/proc/self/exe".pathBytes), as: UTF8.self)
         let pid: Int32
         do {
@@ -83,12 +87,14 @@ public enum MountDaemon {
             }
             throw MountError(e.timedOut ? e.description + " (its log: \(o.logFile!))" : e.description)
         }
+        PhaseMarks.mark("mount: READY seen")
         reportRelocation(opened.manifest, mountpoint: o.mountpoint, relocate: o.relocate)
         Console.out("mounted \(opened.env) revision \(opened.ref.revision) at \(o.mountpoint) (\(opened.manifestSummary); pid \(pid), log \(o.logFile!))")
     }
 
     /// The daemon: reads its DaemonHandoff from stdin and serves until unmounted.
     public static func runChild() throws {
+        PhaseMarks.mark("daemon: start")
         ProcessControl.ignoreSIGPIPE()
         ProcessControl.newSession()
         let stdin = FileDescriptor(rawValue: 0)
@@ -110,6 +116,7 @@ public enum MountDaemon {
         resolver.refTimeout = o.refTimeout
         var opened = try o.revision.map { try resolver.resolve(env: env, revision: $0) }
             ?? resolver.resolved(env: env, manifest: manifest, offline: handoff.offline)
+        PhaseMarks.mark("daemon: resolved")
         if let w = o.writable {
             opened = try WritableLayer(dir: w).pin(opened, storeSpec: o.store, mountpoint: o.mountpoint, resolver: resolver,
                                                    announce: false, explicitRevision: o.revision != nil)
@@ -190,6 +197,7 @@ public enum MountDaemon {
         let fs = EnvFilesystem(manifest: manifest, fetcher: fetcher, pool: pool, readAhead: o.readAheadChunks > 0 ? ra : nil,
                                relocated: relocated, onChunkRead: { recorder.record($0) })
         let fuseOps = FuseOpCounters()
+        PhaseMarks.mark("daemon: fs ready")
         let service = MountService(mountpoint: mp, opened: opened, store: store, cache: cache, fs: fs,
                                    fetcher: fetcher, pool: pool, recorder: recorder, fuseOps: fuseOps)
         // Started before the kernel mount, so the profile's chunks are under way by READY.
@@ -210,6 +218,7 @@ public enum MountDaemon {
         let (nativeLowers, treeNotes) = nativeAllowed
             ? NativeServing.lowers(tree, relocated: relocated, mountpoint: mp, fetcher: fetcher) : ([], [])
         let native = !nativeLowers.isEmpty
+        PhaseMarks.mark("daemon: tree checked")
         let nativeSummary = native ? NativeServing.summary(tree, lowers: nativeLowers, relocated: relocated) : nil
         service.setNative(nativeSummary)
         // A materialized tree serves every file from local disk: profile `default` would only
@@ -234,6 +243,7 @@ public enum MountDaemon {
         }
         let env = opened.env, revision = opened.ref.revision, wantNative = nativeAllowed
         let overlayFailed = LayerFailure()
+        PhaseMarks.mark("daemon: fuse mounted")
         let materializer = NativeServing.Materializer(tree: tree, fetcher: fetcher, cache: cache, relocated: relocated, mountpoint: mp)
         let record = WritableLayer.Record(store: o.store, env: env, manifest: opened.ref.manifest, revision: revision)
         let rc = session.run(onReady: {
@@ -249,6 +259,7 @@ public enum MountDaemon {
                     return
                 }
             }
+            PhaseMarks.mark("daemon: overlay mounted")
             do { try service.startControlSocket() } catch {
                 Log.error("control socket unavailable (status, warm and profile will not reach this mount): \(error)")
             }

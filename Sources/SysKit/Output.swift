@@ -73,3 +73,17 @@ extension ProcessControl {
         return (s(u.ru_utime), s(u.ru_stime))
     }
 }
+
+/// Phase marks for measuring where a command's time goes: with ENVMOUNT_TIMING=FILE each mark
+/// appends "PID wall-clock-ms label" to FILE (for benchmarks; nothing is written otherwise).
+public enum PhaseMarks {
+    private static let path: String? = ProcessControl.environment("ENVMOUNT_TIMING")
+    public static func mark(_ label: @autoclosure () -> String) {
+        guard let path else { return }
+        let ms = Double(ProcessControl.wallClockNs()) / 1e6
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return }
+        Console.write(fd, "\(ProcessControl.pid) \(String(format2: ms)) \(label())\n")
+        close(fd)
+    }
+}
