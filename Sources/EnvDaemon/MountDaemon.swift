@@ -229,9 +229,15 @@ public enum MountDaemon {
         let prefetch = skipDefault ? nil : (o.prefetch ?? (o.prefetchDefault ? "default" : nil)).map {
             ProfilePrefetch(name: $0, explicit: o.prefetch != nil, service: service)
         }
-        let overlaid = layer != nil || native
+        // A plain root mount gets an overlay too, in front of FUSE (FrontOverlay): it keeps
+        // Python's isatty IOCTLs away from the daemon.
+        let front = layer == nil && !native && o.frontOverlay && ProcessControl.userID == 0
+        let frontDir = front ? FrontOverlay.directory(for: mp) : nil
+        let lowers = frontDir.map { [$0] } ?? nativeLowers
+        let overlaid = layer != nil || native || front
         let fuseMountpoint = layer?.lower ?? (overlaid ? EnvOverlay.hiddenLower(for: mp) : mp)
         if let layer { try layer.prepare() } else if overlaid { try FS.makeDirectories(fuseMountpoint, mode: 0o700) }
+        if let frontDir { try FrontOverlay.prepare(frontDir, root: manifest.entries[0]) }
         let session: FuseSession
         do {
             session = try FuseSession(fs: FuseBridge(fs), mountpoint: fuseMountpoint,
@@ -249,7 +255,7 @@ public enum MountDaemon {
         let rc = session.run(onReady: {
             if overlaid {
                 do {
-                    try EnvOverlay.mount(env: env, at: mp, lowers: nativeLowers + [fuseMountpoint], layer: layer)
+                    try EnvOverlay.mount(env: env, at: mp, lowers: lowers + [fuseMountpoint], layer: layer)
                     if let layer, (try? layer.readRecord()) == nil { try layer.writeRecord(record) }
                 } catch {
                     Console.error("envmount: \(error)")
@@ -290,6 +296,7 @@ public enum MountDaemon {
         service.stopControlSocket()
         pool.stop()
         if overlaid && layer == nil { try? FS.rmdir(fuseMountpoint.pathBytes) }
+        if let frontDir { try? FS.rmdir(frontDir.pathBytes) }
         let cpu = ProcessControl.cpuSeconds()
         Log.info("unmounted \(mp): \(fetcher.stats.summary); peak RSS \(formatBytes(ProcessControl.peakResidentBytes())); "
                  + "CPU \(String(format2: cpu.user)) s user, \(String(format2: cpu.system)) s system; FUSE requests "

@@ -99,6 +99,9 @@ ngx_since() { tail -n +"$((NGX_MARK + 1))" "$NGINX_STATE/access.log" | awk '{n++
 MOUNTS=(); DAEMONS=(); PROXY_PID=; NGINX_STARTED=0; WAN_UP=0
 alive() { [ -e "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 is_fuse() { [ "$(stat -f -c %t "$1" 2>/dev/null)" = 65735546 ]; }
+# Mounted at all: a plain root mount is an overlay in front of FUSE (statfs shows overlayfs), a
+# native or writable one too; a dead daemon's FUSE mount fails statfs.
+is_mounted() { awk -v m="$1" '$2 == m {f = 1} END {exit !f}' /proc/self/mounts; }
 is_ours() { tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null | grep -q envmount; }
 MPID=
 # do_mount STORE MNT CACHE [mount options…]: sets MPID
@@ -116,7 +119,7 @@ do_mount() {
 }
 do_unmount() { # MNT PID
   local mnt=$1 pid=${2:-} i
-  if is_fuse "$mnt"; then
+  if is_mounted "$mnt"; then
     "$EM" unmount "$mnt" >> "$LOG" 2>&1 || fusermount3 -u "$mnt" >> "$LOG" 2>&1 \
       || umount -l "$mnt" >> "$LOG" 2>&1 || echo "could not unmount $mnt" >&2
   fi
@@ -130,13 +133,13 @@ do_unmount() { # MNT PID
 cleanup() {
   local rc=$? m p
   set +e
-  for m in "${MOUNTS[@]}"; do is_fuse "$m" && do_unmount "$m" ""; done
+  for m in "${MOUNTS[@]}"; do is_mounted "$m" && do_unmount "$m" ""; done
   for p in "${DAEMONS[@]}"; do alive "$p" && is_ours "$p" && kill -TERM "$p" 2>/dev/null; done
   [ "$WAN_UP" = 1 ] && "$HERE/wan.sh" down >> "$LOG" 2>&1
   [ -n "$PROXY_PID" ] && alive "$PROXY_PID" && kill -TERM "$PROXY_PID" 2>/dev/null
   [ "$NGINX_STARTED" = 1 ] && "$REPO/Tools/servers/nginx.sh" stop "$NGINX_STATE" >> "$LOG" 2>&1
   [ "${KEEP:-0}" = 1 ] || rm -rf "$W"/x-* "$W"/c-*
-  for m in "$W"/m-*; do is_fuse "$m" || rmdir "$m" 2>/dev/null; done
+  for m in "$W"/m-*; do is_mounted "$m" || rmdir "$m" 2>/dev/null; done
   [ "$rc" != 0 ] && echo "bench-wan.sh: aborted (rc $rc); log $LOG" >&2
   exit "$rc"
 }
@@ -144,7 +147,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # leftovers of an aborted earlier run (our own mount points only)
-for m in "$W"/m-*; do [ -d "$m" ] && is_fuse "$m" && { fusermount3 -u "$m" 2>/dev/null || umount -l "$m"; }; done 2>/dev/null || true
+for m in "$W"/m-*; do is_mounted "$m" && { "$EM" unmount "$m" 2>/dev/null || umount -l "$m"; }; done 2>/dev/null || true
 mkdir -p "$W/www"; rm -rf "$W"/m-* "$W"/c-* "$W"/x-*; : > "$LOG"
 
 # ---------------------------------------------------------------- inputs (outside the link)

@@ -27,7 +27,9 @@ mkdir -p "$D"
 PROXY_PID=; WAN_UP=0; MNT=
 cleanup() {
   set +e
-  [ -n "$MNT" ] && [ "$(stat -f -c %t "$MNT" 2>/dev/null)" = 65735546 ] && fusermount3 -u "$MNT"
+  # a plain root mount is an overlay in front of FUSE: unmount both through envmount
+  [ -n "$MNT" ] && awk -v m="$MNT" '$2 == m {f = 1} END {exit !f}' /proc/self/mounts \
+    && { "$B/envmount" unmount "$MNT" || umount -l "$MNT"; }
   [ "$WAN_UP" = 1 ] && "$HERE/wan.sh" down >/dev/null
   [ -n "$PROXY_PID" ] && kill -TERM "$PROXY_PID" 2>/dev/null
   "$REPO/Tools/servers/nginx.sh" stop "$D/nginx" >/dev/null 2>&1
