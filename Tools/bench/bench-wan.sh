@@ -302,7 +302,7 @@ bench_venv() {
   # second row for comparison with earlier results.
   local loc=() locv=() PF_BYTES; PF_BYTES=$(med "${pf_e[@]}")
   for r in 1 2 3; do
-    drop; find "$src" -type f -print0 | xargs -0 cat > /dev/null
+    drop; find "$src/" -type f -print0 | xargs -0 cat > /dev/null
     local t0; t0=$(now); run "$src/bin/python" -c "$work"; locv+=("$(since "$t0")")
   done
   run "$src/bin/python" -c "$work"
