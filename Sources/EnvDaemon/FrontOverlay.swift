@@ -26,6 +26,22 @@ enum FrontOverlay {
         lowers.count == 2 && lowers[0].hasSuffix(suffix)
     }
 
+    /// Why an overlay cannot be mounted here (no overlayfs in the kernel, a sandbox that refuses
+    /// it), found by mounting and unmounting a throwaway one of two empty directories; nil when
+    /// it can. A mount that cannot have the overlay is served by FUSE alone, as before.
+    static func unavailable() -> String? {
+        let base = "\(ControlPaths.directory())/probe.\(ProcessControl.pid)"
+        defer { try? FS.removeTree(base) }
+        do {
+            for d in ["a", "b", "m"] { try FS.makeDirectories("\(base)/\(d)", mode: 0o700) }
+            try FS.mount(source: "envmount-probe", target: "\(base)/m", type: "overlay", options: "lowerdir=\(base)/a:\(base)/b")
+        } catch {
+            return "\(error)"
+        }
+        do { try FS.unmount("\(base)/m") } catch { try? FS.lazyUnmount("\(base)/m") }
+        return nil
+    }
+
     /// Creates the empty directory (emptied if a killed daemon left anything in it) with the
     /// attributes of the manifest's root entry.
     static func prepare(_ dir: String, root: Manifest.Entry) throws {

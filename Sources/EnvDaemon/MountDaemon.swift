@@ -231,7 +231,9 @@ public enum MountDaemon {
         }
         // A plain root mount gets an overlay too, in front of FUSE (FrontOverlay): it keeps
         // Python's isatty IOCTLs away from the daemon.
-        let front = layer == nil && !native && o.frontOverlay && ProcessControl.userID == 0
+        let frontWanted = layer == nil && !native && o.frontOverlay && ProcessControl.userID == 0
+        let frontUnavailable = frontWanted ? FrontOverlay.unavailable() : nil
+        let front = frontWanted && frontUnavailable == nil
         let frontDir = front ? FrontOverlay.directory(for: mp) : nil
         let lowers = frontDir.map { [$0] } ?? nativeLowers
         let overlaid = layer != nil || native || front
@@ -285,6 +287,7 @@ public enum MountDaemon {
             if skipDefault { Log.info("profile default not prefetched: every file is served natively") }
             prefetch?.logWhenKnown()
             for note in treeNotes { Log.error(note) }
+            if let why = frontUnavailable { Log.error("no overlay in front of the FUSE mount (\(why)); Python's isatty calls reach the daemon") }
             NativeServing.accountTrees(cache)
             if let n = nativeSummary {
                 Log.info("serving \(n.files) of \(n.totalFiles) files natively from \(nativeLowers.joined(separator: " over "))")

@@ -357,7 +357,7 @@ bench_venv() {
   if [ "$v" = large ]; then t_cold2="< 1: $(verdict "$rc2" 0.999)"; else t_cold2="—"; fi
   {
     echo
-    echo "## $v: \`$work\` ($(du -sh "$src" | cut -f1) venv, tar.zst $(mb "$TAR_BYTES") MB, $reps reps)"
+    echo "## $v: \`$work\` ($(du -sh "$src/" | cut -f1) venv, tar.zst $(mb "$TAR_BYTES") MB, $reps reps)"
     echo
     echo "| step | time s | MB moved | requests | nginx reqs/bytes | ratio | target |"
     echo "| --- | --- | --- | --- | --- | --- | --- |"
