@@ -48,6 +48,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Benchmarks that need the project's modules (Tools/bench/*.sh run them).
+        .executableTarget(name: "envmount-checkbench", dependencies: ["EnvFS", "EnvFormat", "SysKit"], path: "Tools/bench/CheckBench"),
+
         .testTarget(name: "EnvFormatTests", dependencies: ["EnvFormat", "SysKit", "TestSupport"]),
         // Test helpers: seeded random bytes, and nginx, moto and the fault proxy from Tools/.
         .target(name: "TestSupport", path: "Tests/TestSupport"),

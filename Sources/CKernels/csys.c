@@ -10,6 +10,11 @@
 #include <gnu/libc-version.h>
 #include <sys/xattr.h>
 #include <spawn.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 
 extern char **environ;
 
@@ -71,4 +76,80 @@ int envmount_spawn(const char *path, char *const argv[], char *const envp[], con
     posix_spawnattr_destroy(&attr);
     if (rc == 0) *pid = (int)child;
     return rc;
+}
+
+int envmount_open_directory(const char *path) {
+    return open(path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/* struct open_how and the RESOLVE_ flags of <linux/openat2.h>, spelt out so that the build
+ * does not depend on the kernel headers' version. */
+struct envmount_open_how { uint64_t flags, mode, resolve; };
+#define ENVMOUNT_RESOLVE_NO_SYMLINKS 0x04
+#define ENVMOUNT_RESOLVE_BENEATH 0x08
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+/* 0: not tried yet, 1: openat2 works, -1: it does not (ENOSYS, or EPERM from a seccomp filter). */
+static atomic_int have_openat2;
+
+static int open_components(int root, const char *path) {
+    char part[NAME_MAX + 1];
+    int cur = root;
+    const char *p = path;
+    while (*p) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - p) : strlen(p);
+        if (n > NAME_MAX) { if (cur != root) close(cur); errno = ENAMETOOLONG; return -1; }
+        if (n > 0) {
+            memcpy(part, p, n);
+            part[n] = 0;
+            if (strcmp(part, "..") == 0) { if (cur != root) close(cur); errno = EXDEV; return -1; }
+            int next = openat(cur, part, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            int e = errno;
+            if (cur != root) close(cur);
+            if (next < 0) { errno = e; return -1; }
+            cur = next;
+        }
+        p += n;
+        if (*p == '/') p++;
+    }
+    return cur == root ? fcntl(root, F_DUPFD_CLOEXEC, 0) : cur;
+}
+
+int envmount_open_directory_beneath(int root, const char *path) {
+    if (atomic_load_explicit(&have_openat2, memory_order_relaxed) >= 0) {
+        struct envmount_open_how how = {
+            .flags = O_PATH | O_DIRECTORY | O_CLOEXEC, .mode = 0,
+            .resolve = ENVMOUNT_RESOLVE_NO_SYMLINKS | ENVMOUNT_RESOLVE_BENEATH,
+        };
+        long fd;
+        do { fd = syscall(SYS_openat2, root, path, &how, sizeof how); } while (fd < 0 && errno == EINTR);
+        if (fd >= 0) { atomic_store_explicit(&have_openat2, 1, memory_order_relaxed); return (int)fd; }
+        if (errno != ENOSYS && errno != EPERM) return -1;
+        atomic_store_explicit(&have_openat2, -1, memory_order_relaxed);
+    }
+    return open_components(root, path);
+}
+
+void envmount_stat_names(int dir, const uint8_t *names, const uint32_t *starts, const uint16_t *lengths,
+                         size_t count, struct envmount_name_stat *out) {
+    char name[NAME_MAX + 1];
+    for (size_t k = 0; k < count; k++) {
+        struct envmount_name_stat *r = &out[k];
+        memset(r, 0, sizeof *r);
+        size_t n = lengths[k];
+        if (n == 0 || n > NAME_MAX) { r->error = n ? ENAMETOOLONG : ENOENT; continue; }
+        memcpy(name, names + starts[k], n);
+        name[n] = 0;
+        struct stat st;
+        int rc;
+        do { rc = fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW); } while (rc != 0 && errno == EINTR);
+        if (rc != 0) { r->error = errno; continue; }
+        r->mode = st.st_mode;
+        r->size = (uint64_t)st.st_size;
+        r->inode = (uint64_t)st.st_ino;
+        r->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+        r->ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+    }
 }

@@ -18,17 +18,22 @@ public struct FileStat: Sendable, Equatable {
     public var links: UInt64
     public var blocks: UInt64
 
-    init(_ st: stat) {
-        switch st.st_mode & S_IFMT {
-        case S_IFREG: kind = .regular
-        case S_IFDIR: kind = .directory
-        case S_IFLNK: kind = .symlink
-        case S_IFIFO: kind = .fifo
-        case S_IFSOCK: kind = .socket
-        case S_IFCHR: kind = .charDevice
-        case S_IFBLK: kind = .blockDevice
-        default: kind = .unknown
+    /// The file type bits of an `st_mode`.
+    static func kind(of mode: mode_t) -> Kind {
+        switch mode & S_IFMT {
+        case S_IFREG: .regular
+        case S_IFDIR: .directory
+        case S_IFLNK: .symlink
+        case S_IFIFO: .fifo
+        case S_IFSOCK: .socket
+        case S_IFCHR: .charDevice
+        case S_IFBLK: .blockDevice
+        default: .unknown
         }
+    }
+
+    init(_ st: stat) {
+        kind = Self.kind(of: st.st_mode)
         mode = UInt32(st.st_mode & 0o7777)
         uid = st.st_uid
         gid = st.st_gid

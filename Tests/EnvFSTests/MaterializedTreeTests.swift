@@ -142,4 +142,101 @@ final class MaterializedTreeTests: XCTestCase {
         XCTAssertFalse(wantOpaque.isEmpty, "the source tree has no complete directory to check")
         XCTAssertEqual(try opaqueDirectories(tree.path), wantOpaque)
     }
+
+    /// A tree of the source tree, materialized alone in a cache directory of its own (so no file
+    /// is shared with another test's tree).
+    func lonelyTree(_ mounted: Mounted, in dir: TempDir) throws -> MaterializedTree {
+        let tree = MaterializedTree(cacheDirectory: dir.path, manifest: mounted.manifest, id: ChunkID.of(Array(dir.path.utf8)))
+        let fetcher = mounted.fs.fetcher
+        try tree.materialize { chunk, offset, count, buf in try fetcher.read(chunk, offset: offset, count: count, into: &buf, at: 0) }
+        XCTAssertEqual(tree.check(), .ready)
+        return tree
+    }
+
+    func damage(_ tree: MaterializedTree) -> String? {
+        if case let .damaged(why) = tree.check() { return why }
+        return nil
+    }
+
+    /// Rewrites one byte of a file in place and puts its mtime back: only its ctime tells.
+    func flipByte(_ path: PathBytes) throws {
+        let st = try FS.lstat(path)
+        let fd = try FileDescriptor.open(path, O_RDWR)
+        let b = try fd.read(count: 1, offset: 0)
+        try fd.pwriteAll([b[0] ^ 0xff], at: 0)
+        fd.close()
+        try FS.setMtime(path, ns: st.mtimeNs)
+    }
+
+    func testTheCheckFindsDamageDeepInTheTreeAndAtItsRoot() throws {
+        let source = try TempDir("source")
+        defer { source.remove() }
+        try SourceTree.make(at: source.bytes)
+        let mounted = try Mounted(source: source.path, store: MemoryStore())
+        let deep = Array("big/nested/deep/file.py".utf8), top = Array("multi.bin".utf8)
+        for (rel, depth) in [(deep, 3), (top, 0)] {
+            XCTAssertEqual(rel.filter { $0 == UInt8(ascii: "/") }.count, depth)
+            // A byte changed in place, mtime put back: found by its ctime, refused by its digest.
+            // A byte appended: the size differs. The file gone.
+            let damages: [(String, (PathBytes) throws -> Void)] = [
+                ("does not hold the bytes it was written with", flipByte),
+                ("is missing or has the wrong size or mtime", { p in
+                    let fd = try FileDescriptor.open(p, O_WRONLY | O_APPEND)
+                    try fd.writeAll([0x0a])
+                    fd.close()
+                }),
+                ("is missing or has the wrong size or mtime", { try FS.unlink($0) }),
+            ]
+            for (why, damageIt) in damages {
+                let dir = try TempDir("trees")
+                defer { dir.remove() }
+                let tree = try lonelyTree(mounted, in: dir)
+                let path = tree.path.pathBytes.appendingComponent(rel)
+                try damageIt(path)
+                XCTAssertEqual(damage(tree), "\(path.pathString) \(why)")
+            }
+        }
+        // The directory holding the deep file gone.
+        let dir = try TempDir("trees")
+        defer { dir.remove() }
+        let tree = try lonelyTree(mounted, in: dir)
+        try FS.removeTree(tree.path + "/big/nested/deep")
+        XCTAssertEqual(damage(tree), "\(tree.path)/big/nested/deep/file.py is missing or has the wrong size or mtime")
+    }
+
+    func testATreeWhoseDirectoryWasReplacedByASymlinkIsRefused() throws {
+        let source = try TempDir("source")
+        defer { source.remove() }
+        try SourceTree.make(at: source.bytes)
+        let mounted = try Mounted(source: source.path, store: MemoryStore())
+
+        // big/nested moved out of the tree and a symlink to it put in its place: every file
+        // below it is still there, untouched (same size, mtime and ctime through the symlink),
+        // but the overlay would serve whatever the symlink points to.
+        var dir = try TempDir("trees")
+        var tree = try lonelyTree(mounted, in: dir)
+        let file = tree.path + "/big/nested/deep/file.py"
+        let before = try FS.lstat(file)
+        try FS.rename(tree.path + "/big/nested", dir.path + "/elsewhere")
+        try FS.symlink(target: (dir.path + "/elsewhere").pathBytes, at: (tree.path + "/big/nested").pathBytes)
+        XCTAssertEqual(try FS.lstat(file), before, "the files look untouched through the symlink")
+        XCTAssertEqual(damage(tree), "\(tree.path)/big/nested is not the directory it was written as")
+        dir.remove()
+
+        // The same one level deeper (the directory right above a file), and a relative symlink.
+        dir = try TempDir("trees")
+        tree = try lonelyTree(mounted, in: dir)
+        try FS.rename(tree.path + "/big/nested/deep", tree.path + "/big/nested/deep2")
+        try FS.symlink(target: Array("deep2".utf8), at: (tree.path + "/big/nested/deep").pathBytes)
+        XCTAssertEqual(damage(tree), "\(tree.path)/big/nested/deep is not the directory it was written as")
+        dir.remove()
+
+        // The tree's root itself.
+        dir = try TempDir("trees")
+        defer { dir.remove() }
+        tree = try lonelyTree(mounted, in: dir)
+        try FS.rename(tree.path, dir.path + "/moved")
+        try FS.symlink(target: (dir.path + "/moved").pathBytes, at: tree.path.pathBytes)
+        XCTAssertEqual(damage(tree), "\(tree.path) is not the directory it was written as")
+    }
 }

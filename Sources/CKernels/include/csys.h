@@ -35,4 +35,28 @@ int envmount_flock_exclusive(int fd);
 /// in a process group of its own (so a timeout can stop its children too). 0 or an errno.
 int envmount_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
                    const char *outfile, int *pid);
+
+/// What `envmount_stat_names` reports per name: `error` is 0 or the errno of its fstatat.
+struct envmount_name_stat {
+    int64_t mtime_ns;
+    int64_t ctime_ns;
+    uint64_t size;
+    uint64_t inode;
+    uint32_t mode;      /* st_mode, file type included */
+    int32_t error;
+};
+/// Opens directory `path` as an O_PATH descriptor, not following a symlink in its last
+/// component (a symlink there: ENOTDIR). -1 with errno.
+int envmount_open_directory(const char *path);
+/// Opens directory `path` (relative, NUL-terminated) below the O_PATH directory `root` as an
+/// O_PATH descriptor, following no symlink in any component and never leaving `root`:
+/// openat2(RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH), or where the kernel lacks openat2 (before
+/// 5.6, or a seccomp filter that refuses it) one openat(O_NOFOLLOW) per component.
+/// -1 with errno (ELOOP or ENOTDIR for a symlink on the way).
+int envmount_open_directory_beneath(int root, const char *path);
+/// fstatat(dir, name, AT_SYMLINK_NOFOLLOW) of `count` names, one path component each: name k is
+/// the bytes names[starts[k] ..< starts[k] + lengths[k]] (no NUL; over NAME_MAX bytes gives
+/// ENAMETOOLONG). Fills out[k]; one call per directory instead of one per file from Swift.
+void envmount_stat_names(int dir, const uint8_t *names, const uint32_t *starts, const uint16_t *lengths,
+                         size_t count, struct envmount_name_stat *out);
 #endif
