@@ -1,5 +1,8 @@
+import EnvFetch
 import EnvFormat
+import Foundation
 import Glibc
+import Synchronization
 import SysKit
 
 /// A read-only overlay in front of a plain root FUSE mount.
@@ -50,5 +53,60 @@ enum FrontOverlay {
         try FS.lchown(dir.pathBytes, uid: root.uid, gid: root.gid)
         try FS.chmod(dir.pathBytes, root.mode)
         try FS.setMtime(dir.pathBytes, ns: root.mtimeNs)
+    }
+
+    /// Watches that the overlay stays on the mount point (a front or native overlay; a writable
+    /// one is taken down and put back by `envmount reset`). `umount MOUNTPOINT` or `fusermount3
+    /// -u MOUNTPOINT` (what a plain FUSE mount was taken down with) removes only the overlay;
+    /// the FUSE mount under it would keep this daemon alive for nothing. Once the overlay is
+    /// gone, the watcher detaches the FUSE mount (lazily: files still open through a detached
+    /// overlay keep reading), and the session ends when the kernel lets go of it.
+    final class Watcher: Sendable {
+        let mountpoint: String
+        let lower: String
+        private let stopped = Atomic<Bool>(false)
+        static let pollMicroseconds: UInt32 = 500_000
+
+        init(mountpoint: String, lower: String) {
+            self.mountpoint = mountpoint
+            self.lower = lower
+        }
+
+        func start() {
+            let t = Thread { [self] in run() }
+            t.name = "envmount-front-watch"
+            t.start()
+        }
+
+        func stop() { stopped.store(true, ordering: .relaxed) }
+
+        private func overlayPresent() -> Bool {
+            guard let e = Mountpoints.find(mountpoint), let o = EnvOverlay.of(e) else { return false }
+            return o.fuseLower == lower
+        }
+
+        private func run() {
+            while !stopped.load(ordering: .relaxed) {
+                usleep(Self.pollMicroseconds)
+                if stopped.load(ordering: .relaxed) || overlayPresent() { continue }
+                guard Mountpoints.find(lower) != nil else { return }
+                Log.info("the overlay at \(mountpoint) was unmounted without `envmount unmount`; detaching the FUSE mount under it at \(lower)")
+                do { try FS.lazyUnmount(lower) } catch { Log.error("cannot detach \(lower): \(error)") }
+                return
+            }
+        }
+    }
+}
+
+extension EnvOverlay {
+    /// Detaches whatever is still mounted at a hidden lower path before a new FUSE mount goes
+    /// there. Once `prepareMountpoint` has found no live mount on the mount point, nothing there
+    /// uses it: it is a killed daemon's dead FUSE mount (its overlay taken down by hand), or one
+    /// whose overlay was unmounted without `envmount unmount`. Without this the new mount would
+    /// stack on it, and the dead one would stay for good. Lazily: open files keep reading.
+    static func detachOrphans(at lower: String) {
+        for _ in 0..<16 where Mountpoints.find(lower) != nil {
+            do { try FS.lazyUnmount(lower) } catch { return }
+        }
     }
 }

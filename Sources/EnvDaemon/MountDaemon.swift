@@ -238,7 +238,10 @@ public enum MountDaemon {
         let lowers = frontDir.map { [$0] } ?? nativeLowers
         let overlaid = layer != nil || native || front
         let fuseMountpoint = layer?.lower ?? (overlaid ? EnvOverlay.hiddenLower(for: mp) : mp)
-        if let layer { try layer.prepare() } else if overlaid { try FS.makeDirectories(fuseMountpoint, mode: 0o700) }
+        if let layer { try layer.prepare() } else if overlaid {
+            EnvOverlay.detachOrphans(at: fuseMountpoint)
+            try FS.makeDirectories(fuseMountpoint, mode: 0o700)
+        }
         if let frontDir { try FrontOverlay.prepare(frontDir, root: manifest.entries[0]) }
         let session: FuseSession
         do {
@@ -253,6 +256,7 @@ public enum MountDaemon {
         let overlayFailed = LayerFailure()
         PhaseMarks.mark("daemon: fuse mounted")
         let materializer = NativeServing.Materializer(tree: tree, fetcher: fetcher, cache: cache, relocated: relocated, mountpoint: mp)
+        let overlayWatcher = overlaid && layer == nil ? FrontOverlay.Watcher(mountpoint: mp, lower: fuseMountpoint) : nil
         let record = WritableLayer.Record(store: o.store, env: env, manifest: opened.ref.manifest, revision: revision)
         let rc = session.run(onReady: {
             if overlaid {
@@ -268,6 +272,7 @@ public enum MountDaemon {
                 }
             }
             PhaseMarks.mark("daemon: overlay mounted")
+            overlayWatcher?.start()
             do { try service.startControlSocket() } catch {
                 Log.error("control socket unavailable (status, warm and profile will not reach this mount): \(error)")
             }
@@ -296,6 +301,7 @@ public enum MountDaemon {
             }
         }, beforeUnmount: { if overlaid { EnvOverlay.unmount(at: mp) } })
         materializer.stop()
+        overlayWatcher?.stop()
         service.stopControlSocket()
         pool.stop()
         if overlaid && layer == nil { try? FS.rmdir(fuseMountpoint.pathBytes) }
