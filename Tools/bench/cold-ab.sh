@@ -7,6 +7,7 @@
 #   sudo A=.build/release B=.build/release B_OPTS=--no-front-overlay WARM=1 Tools/bench/cold-ab.sh --no-native
 #   env: A_OPTS, B_OPTS (more mount options for one side), BENCH_DIR (default /var/tmp/envmount-bench; needs $BENCH_DIR/wan/www/small/store as
 #        bench-wan.sh prepares it), REPS=3, DELAY_MS=20, RATE=1gbit, NGINX_PORT=18280, PROXY_PORT=18281,
+#        VENV=small (default; W = the small imports) or large (W = import torch),
 #        WARM=1: the warm-cache row instead: each side's cache is filled once (`envmount warm --all`)
 #        and kept, every run a fresh mount with the page cache dropped (pass --no-native, or the
 #        second mount is served from a materialized tree)
@@ -24,10 +25,15 @@ BENCH_DIR=${BENCH_DIR:-/var/tmp/envmount-bench}
 REPS=${REPS:-3}; DELAY_MS=${DELAY_MS:-20}; RATE=${RATE:-1gbit}
 NGINX_PORT=${NGINX_PORT:-18280}; PROXY_PORT=${PROXY_PORT:-18281}
 : "${A:?A=bin dir of build A}" "${B:?B=bin dir of build B}"
-W="import numpy, pandas, scipy.linalg, sklearn.linear_model"
+VENV=${VENV:-small}
+case $VENV in
+  small) W="import numpy, pandas, scipy.linalg, sklearn.linear_model" ;;
+  large) W="import torch" ;;
+  *) echo "cold-ab.sh: VENV is small or large" >&2; exit 2 ;;
+esac
 D="$BENCH_DIR/cold-ab"; WWW="$BENCH_DIR/wan/www"
 [ "$(id -u)" = 0 ] || { echo "cold-ab.sh: must run as root (drop_caches, FUSE, tc)" >&2; exit 1; }
-[ -d "$WWW/small/store" ] || { echo "cold-ab.sh: no $WWW/small/store (run bench-wan.sh once)" >&2; exit 1; }
+[ -d "$WWW/$VENV/store" ] || { echo "cold-ab.sh: no $WWW/$VENV/store (run bench-wan.sh once with VENVS=$VENV)" >&2; exit 1; }
 [ -x /usr/bin/time ] && command -v jq bc >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q time jq bc >/dev/null
 mkdir -p "$D"
 PROXY_PID=; WAN_UP=0; MNT=
@@ -48,7 +54,7 @@ python3 "$HERE/delayproxy.py" "$PROXY_PORT" "$NGINX_PORT" --delay-ms "$DELAY_MS"
 PROXY_PID=$!
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT") 2>/dev/null && break; sleep 0.1; done
 "$HERE/wan.sh" up "$PROXY_PORT" "$RATE" >/dev/null; WAN_UP=1
-URL="http://127.0.0.1:$PROXY_PORT/small/store"
+URL="http://127.0.0.1:$PROXY_PORT/$VENV/store"
 
 one() { # LABEL BINDIR [mount options]
   local label=$1 bin=$2 t0 t1 t2 j jf pd; shift 2
@@ -84,7 +90,7 @@ fill() { # LABEL BINDIR [mount options]: WARM=1, the side's cache holds every ch
   "$bin/envmount" unmount "$MNT" > /dev/null
 }
 
-echo "cold-ab: A=$A ${A_OPTS:-} B=$B ${B_OPTS:-}, $REPS reps, options: $*${WARM:+, WARM=$WARM}; load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "cold-ab: $VENV, A=$A ${A_OPTS:-} B=$B ${B_OPTS:-}, $REPS reps, options: $*${WARM:+, WARM=$WARM}; load $(cut -d' ' -f1-3 /proc/loadavg)"
 # shellcheck disable=SC2086
 if [ "${WARM:-0}" = 1 ]; then fill A "$A" ${A_OPTS:-} "$@"; fill B "$B" ${B_OPTS:-} "$@"; fi
 # shellcheck disable=SC2086
