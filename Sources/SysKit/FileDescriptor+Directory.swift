@@ -57,3 +57,10 @@ extension FileDescriptor {
         }
     }
 }
+
+extension NameStat {
+    /// The same facts from an `lstat`.
+    public init(_ st: FileStat) {
+        self.init(errno: 0, kind: st.kind, mode: st.mode, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, inode: st.inode)
+    }
+}

@@ -152,5 +152,15 @@ final class NativeRelocationTests: MountTestCase {
         XCTAssertEqual(try TreeFixture.readAll((mnt + "/pyvenv.cfg").pathBytes), goodCfg)
         XCTAssertEqual(try h.unmount(mnt).status, 0)
         XCTAssertFalse(FS.exists(stray), "the stray file is still in the layer")
+
+        // 3. A directory of the layer moved away and a symlink to it put in its place (its
+        // files untouched): refused, not followed; the layer rebuilt with a real directory.
+        try FS.rename(root + "/bin", h.dir + "/moved-bin")
+        try FS.symlink(target: (h.dir + "/moved-bin").pathBytes, at: (root + "/bin").pathBytes)
+        try h.mount(store, mnt, cache: cache)
+        XCTAssertEqual(try TreeFixture.readAll((mnt + "/bin/pip").pathBytes), good)
+        XCTAssertTrue(log(cache).contains("relocation layer \(root) is damaged (\(root)/bin is not the directory it was written as)"), log(cache))
+        XCTAssertEqual(try h.unmount(mnt).status, 0)
+        XCTAssertEqual(try FS.lstat(root + "/bin").kind, .directory)
     }
 }
