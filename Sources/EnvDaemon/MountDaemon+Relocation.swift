@@ -15,10 +15,15 @@ extension MountDaemon {
 
     /// Says, before mounting, what relocation and the preflight found.
     static func reportRelocation(_ manifest: Manifest, mountpoint: String, relocate: Bool) {
+        let relocated = !relocate ? nil : RelocatedFiles.make(manifest: manifest, mountpoint: mountpoint.pathBytes)
+        reportRelocation(manifest, relocated, mountpoint: mountpoint, relocate: relocate)
+    }
+
+    /// The same, with this mount's relocation already made.
+    static func reportRelocation(_ manifest: Manifest, _ relocated: RelocatedFiles?, mountpoint: String, relocate: Bool) {
         for f in Preflight.run(manifest) where f.level != .ok {
             Console.error("envmount: \(f.level == .failure ? "warning: will fail" : "warning"): \(f.text)")
         }
-        let relocated = !relocate ? nil : RelocatedFiles.make(manifest: manifest, mountpoint: mountpoint.pathBytes)
         for line in relocationLines(manifest, relocated, relocate: relocate) { Console.error("envmount: \(line)") }
     }
 

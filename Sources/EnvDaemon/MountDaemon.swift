@@ -37,6 +37,37 @@ public enum MountDaemon {
         }
         o.store = o.store.contains("://") ? o.store : Mountpoints.absolute(o.store)
         o.cacheDir = Mountpoints.absolute(o.cacheDir ?? ChunkCache.defaultDirectory())
+        if foreground {
+            let (o, store, cache, opened) = try open(o)
+            reportRelocation(opened.manifest, mountpoint: o.mountpoint, relocate: o.relocate)
+            try serve(o, store: store, cache: cache, opened: opened, announce: .foreground)
+            return
+        }
+        // The daemon is this process, forked before any thread exists (the cache's scan starts
+        // one): it resolves the environment once and keeps the store's connections, where a
+        // re-executed daemon paid a second process start and resolved it again.
+        switch DaemonFork.forkDaemon() {
+        case let .parent(child)?:
+            try awaitForked(child, o)
+        case let .child(ready)?:
+            // Log lines before READY wait in memory: they go to the log, or with the error.
+            Log.hold()
+            do {
+                let (o, store, cache, opened) = try open(o)
+                try serve(o, store: store, cache: cache, opened: opened, announce: .forked(ready))
+            } catch {
+                Log.release()
+                throw error
+            }
+        case nil:
+            try launchExec(o)
+        }
+    }
+
+    /// Opens the cache and the store and resolves the environment (the writable layer's pinned
+    /// revision, the mount point and log defaults); checks what must hold before serving.
+    static func open(_ options: MountOptions) throws -> (MountOptions, any ObjectStore, ChunkCache, OpenedEnvironment) {
+        var o = options
         let cache = try ChunkCache(directory: o.cacheDir!, limit: o.cacheSize)
         let store = try StoreFactory.open(o.store, options: o.storeOptions)
         o.trust = o.trust.resolved()
@@ -68,11 +99,51 @@ public enum MountDaemon {
         // fusermount3, before anything is started.
         try ControlPaths.prepareDirectory()
         do { try FuseSession.preflight(mountpoint: o.mountpoint) } catch let e as FuseMountError { throw MountError(e.description) }
-        if foreground {
-            reportRelocation(opened.manifest, mountpoint: o.mountpoint, relocate: o.relocate)
-            try serve(o, store: store, cache: cache, opened: opened, daemonChild: false)
+        return (o, store, cache, opened)
+    }
+
+    /// The parent of a forked daemon: returns once it reports READY (it has printed what the
+    /// mount is); otherwise ends with its status (it has printed why), or stops it at the deadline.
+    static func awaitForked(_ child: DaemonFork.Child, _ o: MountOptions) throws {
+        let outcome = DaemonFork.wait(child, deadline: readyDeadline)
+        PhaseMarks.mark("mount: READY seen")
+        switch outcome {
+        case .ready:
             return
+        case let .exited(code) where code != 0 && code <= 128:
+            throw DaemonExit(code)
+        case let .exited(code):
+            detachStale(o.mountpoint)
+            throw MountError(code == 0 ? "the mount daemon (pid \(child.pid)) exited before the mount answered"
+                                       : "the mount daemon (pid \(child.pid)) was ended by signal \(code - 128) before the mount answered")
+        case .timedOut:
+            kill(child.pid, SIGTERM)
+            var how = "stopped it (SIGTERM)"
+            let end = ProcessControl.monotonicNs() + 3_000_000_000
+            while !DaemonFork.hasEnded(child.pid) {
+                if ProcessControl.monotonicNs() >= end {
+                    kill(child.pid, SIGKILL)
+                    _ = DaemonFork.reap(child.pid)
+                    how = "killed it (SIGKILL)"
+                    break
+                }
+                usleep(20_000)
+            }
+            detachStale(o.mountpoint)
+            throw MountError("the mount daemon (pid \(child.pid)) did not answer within \(Int(readyDeadline)) s; \(how) (its log: \(o.logFile ?? "\(o.cacheDir ?? ChunkCache.defaultDirectory())/logs/"))")
         }
+    }
+
+    /// A daemon stopped by force leaves its mount behind, answering ENOTCONN.
+    static func detachStale(_ mountpoint: String) {
+        guard !mountpoint.isEmpty, let m = Mountpoints.find(mountpoint), m.fsType == "fuse.envmount" else { return }
+        _ = Mountpoints.fusermountUnmount(mountpoint, lazy: true)
+    }
+
+    /// Where this process already runs threads (it cannot fork safely): the daemon is this
+    /// executable started again (`envmount daemon`), given the resolved mount on stdin.
+    static func launchExec(_ options: MountOptions) throws {
+        let (o, _, _, opened) = try open(options)
         let handoff = DaemonHandoff(options: o, manifest: opened.ref.manifest.hex, offline: opened.offline)
         PhaseMarks.mark("mount: launching")
         let exe = String(decoding: try FS.readlink("/proc/self/exe".pathBytes), as: UTF8.self)
@@ -81,15 +152,17 @@ public enum MountDaemon {
             pid = try DaemonLauncher.launch(executable: exe, arguments: ["daemon"], input: Array(try JSONEncoder().encode(handoff)),
                                             deadline: readyDeadline)
         } catch let e as DaemonLauncher.Failed {
-            // A daemon stopped by force leaves its mount behind, answering ENOTCONN.
-            if let m = Mountpoints.find(o.mountpoint), m.fsType == "fuse.envmount" {
-                _ = Mountpoints.fusermountUnmount(o.mountpoint, lazy: true)
-            }
+            detachStale(o.mountpoint)
             throw MountError(e.timedOut ? e.description + " (its log: \(o.logFile!))" : e.description)
         }
         PhaseMarks.mark("mount: READY seen")
         reportRelocation(opened.manifest, mountpoint: o.mountpoint, relocate: o.relocate)
-        Console.out("mounted \(opened.env) revision \(opened.ref.revision) at \(o.mountpoint) (\(opened.manifestSummary); pid \(pid), log \(o.logFile!))")
+        Console.out(mountedLine(o, opened, pid: pid))
+    }
+
+    /// What `envmount mount` prints once the mount answers.
+    static func mountedLine(_ o: MountOptions, _ opened: OpenedEnvironment, pid: Int32) -> String {
+        "mounted \(opened.env) revision \(opened.ref.revision) at \(o.mountpoint) (\(opened.manifestSummary); pid \(pid), log \(o.logFile ?? "-"))"
     }
 
     /// The daemon: reads its DaemonHandoff from stdin and serves until unmounted.
@@ -121,7 +194,7 @@ public enum MountDaemon {
             opened = try WritableLayer(dir: w).pin(opened, storeSpec: o.store, mountpoint: o.mountpoint, resolver: resolver,
                                                    announce: false, explicitRevision: o.revision != nil)
         }
-        try serve(o, store: store, cache: cache, opened: opened, daemonChild: true)
+        try serve(o, store: store, cache: cache, opened: opened, announce: .execChild)
     }
 
     /// A mount point must be an existing directory that nothing is mounted on. A stale FUSE
@@ -180,7 +253,7 @@ public enum MountDaemon {
 
     /// Serves the mount in this process until it is unmounted or signalled.
     static func serve(_ o: MountOptions, store: any ObjectStore, cache: ChunkCache, opened: OpenedEnvironment,
-                      daemonChild: Bool) throws {
+                      announce: Announce) throws {
         let mp = o.mountpoint
         let log = o.logFile ?? "\(cache.directory)/logs/\(opened.env).log"
         let manifest = opened.manifest
@@ -263,16 +336,20 @@ public enum MountDaemon {
             do { try service.startControlSocket() } catch {
                 Log.error("control socket unavailable (status, warm and profile will not reach this mount): \(error)")
             }
-            if daemonChild {
-                Console.out("READY")
-                if let slash = log.lastIndex(of: "/") { try? FS.makeDirectories(String(log[..<slash])) }
-                if let fd = try? FileDescriptor.open(log, O_WRONLY | O_CREAT | O_APPEND, mode: 0o644) {
-                    try? fd.dup2(to: 1)
-                    try? fd.dup2(to: 2)
-                    fd.close()
-                }
-            } else {
+            switch announce {
+            case .foreground:
                 Console.error("envmount: serving \(env) revision \(revision) at \(mp); unmount or Ctrl-C to stop")
+            case .execChild:
+                Console.out("READY")
+                redirectToLog(log)
+            case let .forked(ready):
+                // What the parent of a re-executed daemon prints, printed here before READY lets
+                // the parent exit, so it comes first on the terminal.
+                reportRelocation(manifest, relocated, mountpoint: mp, relocate: o.relocate)
+                Console.out(mountedLine(o, opened, pid: ProcessControl.pid))
+                redirectToLog(log)
+                Log.release()
+                ready.signal()
             }
             Log.info("mounted \(env) revision \(revision) at \(mp), pid \(ProcessControl.pid)")
             for line in relocationLines(manifest, relocated, relocate: o.relocate, listLimit: .max) { Log.info(line) }
@@ -296,6 +373,26 @@ public enum MountDaemon {
                  + fuseOps.snapshot.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         if overlayFailed.isSet { throw DaemonExit(1) }
         if rc != 0 && rc != -SIGTERM && rc != -SIGINT && rc != -SIGHUP { throw DaemonExit(rc < 0 ? 1 : rc) }
+    }
+
+    /// How a serving process says it is ready.
+    enum Announce {
+        /// `--foreground`: a line on stderr, and it stays attached.
+        case foreground
+        /// Re-executed as `envmount daemon`: READY on stdout, which its parent reads.
+        case execChild
+        /// Forked by `envmount mount`: the mount's lines on the terminal, then READY on the pipe.
+        case forked(DaemonFork.Ready)
+    }
+
+    /// Standard output and error go to the daemon's log from here on (the terminal is released).
+    static func redirectToLog(_ log: String) {
+        if let slash = log.lastIndex(of: "/") { try? FS.makeDirectories(String(log[..<slash])) }
+        if let fd = try? FileDescriptor.open(log, O_WRONLY | O_CREAT | O_APPEND, mode: 0o644) {
+            try? fd.dup2(to: 1)
+            try? fd.dup2(to: 2)
+            fd.close()
+        }
     }
 
     /// "used by /path" for log lines, found by a scan only when something went wrong.

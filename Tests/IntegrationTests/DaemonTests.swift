@@ -37,6 +37,32 @@ final class DaemonTests: MountTestCase {
         }
     }
 
+    /// `envmount mount` forks its daemon: the pid it prints is a process started as `envmount
+    /// mount` (no second `envmount daemon` start), it serves the mount, and it keeps none of the
+    /// caller's descriptors (here a file open as fd 7 and the caller's stdout pipe, which would
+    /// keep a caller reading to end of stream waiting as long as the daemon runs).
+    func testTheForkedDaemonServesAndHoldsNothingOfItsCaller() throws {
+        let store = try publishSmall(), mnt = h.dir + "/mnt", held = h.dir + "/held-by-caller"
+        try FS.makeDirectories(mnt)
+        let cmd = [h.bin + "/envmount", "mount", store, mnt, "--cache-dir", h.dir + "/cache"].map(Servers.shellQuote).joined(separator: " ")
+        let r = try h.run("/bin/sh", ["-c", "exec 7>" + Servers.shellQuote(held) + "; exec " + cmd])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        try h.adopt(mnt, r)
+        let pid = Int32(r.stdout.components(separatedBy: "pid ").dropFirst().first?.prefix { $0.isNumber } ?? "") ?? 0
+        XCTAssertGreaterThan(pid, 0, r.stdout)
+        let argv = try FS.readFile("/proc/\(pid)/cmdline").split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        XCTAssertEqual(argv.dropFirst().first, "mount", "the daemon is not the forked mount command: \(argv)")
+        XCTAssertEqual(try FS.readFile(mnt + "/pkg/hello.py"), Array("print('hello from envmount')\n".utf8))
+        var targets: [String] = []
+        for fd in try FS.listDirectory("/proc/\(pid)/fd") {
+            if let t = try? FS.readlink("/proc/\(pid)/fd/\(fd)".pathBytes) { targets.append(String(decoding: t, as: UTF8.self)) }
+        }
+        XCTAssertFalse(targets.contains(held), "the daemon holds its caller's fd 7: \(targets)")
+        XCTAssertFalse(targets.contains { $0.hasPrefix("pipe:") }, "the daemon holds a pipe of its caller: \(targets)")
+        XCTAssertEqual(try h.unmount(mnt).status, 0)
+        XCTAssertTrue(Harness.waitForExit(pid), "daemon \(pid) still runs after unmount")
+    }
+
     func testBadOptionValuesAreRefusedBeforeMounting() throws {
         let store = try publishSmall(), mnt = h.dir + "/mnt"
         try FS.makeDirectories(mnt)
