@@ -302,9 +302,20 @@ public enum MountDaemon {
         let prefetch = skipDefault ? nil : (o.prefetch ?? (o.prefetchDefault ? "default" : nil)).map {
             ProfilePrefetch(name: $0, explicit: o.prefetch != nil, service: service)
         }
-        let overlaid = layer != nil || native
+        // A plain root mount gets an overlay too, in front of FUSE (FrontOverlay): it keeps
+        // Python's isatty IOCTLs away from the daemon.
+        let frontWanted = layer == nil && !native && o.frontOverlay && ProcessControl.userID == 0
+        let frontUnavailable = frontWanted ? FrontOverlay.unavailable() : nil
+        let front = frontWanted && frontUnavailable == nil
+        let frontDir = front ? FrontOverlay.directory(for: mp) : nil
+        let lowers = frontDir.map { [$0] } ?? nativeLowers
+        let overlaid = layer != nil || native || front
         let fuseMountpoint = layer?.lower ?? (overlaid ? EnvOverlay.hiddenLower(for: mp) : mp)
-        if let layer { try layer.prepare() } else if overlaid { try FS.makeDirectories(fuseMountpoint, mode: 0o700) }
+        if let layer { try layer.prepare() } else if overlaid {
+            EnvOverlay.detachOrphans(at: fuseMountpoint)
+            try FS.makeDirectories(fuseMountpoint, mode: 0o700)
+        }
+        if let frontDir { try FrontOverlay.prepare(frontDir, root: manifest.entries[0]) }
         let session: FuseSession
         do {
             session = try FuseSession(fs: FuseBridge(fs), mountpoint: fuseMountpoint,
@@ -318,11 +329,12 @@ public enum MountDaemon {
         let overlayFailed = LayerFailure()
         PhaseMarks.mark("daemon: fuse mounted")
         let materializer = NativeServing.Materializer(tree: tree, fetcher: fetcher, cache: cache, relocated: relocated, mountpoint: mp)
+        let overlayWatcher = overlaid && layer == nil ? FrontOverlay.Watcher(mountpoint: mp, lower: fuseMountpoint) : nil
         let record = WritableLayer.Record(store: o.store, env: env, manifest: opened.ref.manifest, revision: revision)
         let rc = session.run(onReady: {
             if overlaid {
                 do {
-                    try EnvOverlay.mount(env: env, at: mp, lowers: nativeLowers + [fuseMountpoint], layer: layer)
+                    try EnvOverlay.mount(env: env, at: mp, lowers: lowers + [fuseMountpoint], layer: layer)
                     if let layer, (try? layer.readRecord()) == nil { try layer.writeRecord(record) }
                 } catch {
                     Console.error("envmount: \(error)")
@@ -333,6 +345,7 @@ public enum MountDaemon {
                 }
             }
             PhaseMarks.mark("daemon: overlay mounted")
+            overlayWatcher?.start()
             do { try service.startControlSocket() } catch {
                 Log.error("control socket unavailable (status, warm and profile will not reach this mount): \(error)")
             }
@@ -356,6 +369,7 @@ public enum MountDaemon {
             if skipDefault { Log.info("profile default not prefetched: every file is served natively") }
             prefetch?.logWhenKnown()
             for note in treeNotes { Log.error(note) }
+            if let why = frontUnavailable { Log.error("no overlay in front of the FUSE mount (\(why)); Python's isatty calls reach the daemon") }
             NativeServing.accountTrees(cache)
             if let n = nativeSummary {
                 Log.info("serving \(n.files) of \(n.totalFiles) files natively from \(nativeLowers.joined(separator: " over "))")
@@ -364,9 +378,11 @@ public enum MountDaemon {
             }
         }, beforeUnmount: { if overlaid { EnvOverlay.unmount(at: mp) } })
         materializer.stop()
+        overlayWatcher?.stop()
         service.stopControlSocket()
         pool.stop()
         if overlaid && layer == nil { try? FS.rmdir(fuseMountpoint.pathBytes) }
+        if let frontDir { try? FS.rmdir(frontDir.pathBytes) }
         let cpu = ProcessControl.cpuSeconds()
         Log.info("unmounted \(mp): \(fetcher.stats.summary); peak RSS \(formatBytes(ProcessControl.peakResidentBytes())); "
                  + "CPU \(String(format2: cpu.user)) s user, \(String(format2: cpu.system)) s system; FUSE requests "

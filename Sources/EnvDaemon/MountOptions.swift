@@ -50,6 +50,9 @@ public struct MountOptions: Codable, Sendable, Equatable {
     /// Serve a materialized tree of the revision when the cache holds one, and build one once
     /// every chunk is cached.
     public var native = true
+    /// Put a read-only overlay in front of a plain root FUSE mount (FrontOverlay), so Python's
+    /// isatty IOCTLs never reach the daemon.
+    public var frontOverlay = true
 
     /// Longest `--timeout` taken: a day. Larger values only hide a hung store.
     public static let maxRequestTimeout: Double = 86400

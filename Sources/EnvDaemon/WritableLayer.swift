@@ -139,7 +139,8 @@ public struct WritableLayer: Sendable {
 }
 
 /// The overlay envmount puts at a mount point: a writable layer (upper) and/or a materialized
-/// tree (with a relocated mount's relocation layer above it) over the FUSE mount (the last lower). Recognized in mountinfo by its
+/// tree (with a relocated mount's relocation layer above it), or only an empty directory
+/// (FrontOverlay), over the FUSE mount (the last lower). Recognized in mountinfo by its
 /// source, `envmount:ENV`.
 public struct EnvOverlay: Sendable {
     public var env: String
@@ -147,8 +148,10 @@ public struct EnvOverlay: Sendable {
     public var upper: String?
 
     public var fuseLower: String { lowers.last ?? "" }
+    /// Only the empty directory over the FUSE mount (FrontOverlay): a plain mount.
+    public var isFront: Bool { upper == nil && FrontOverlay.isFront(lowers) }
     /// The materialized tree: the lower right above the FUSE mount.
-    public var nativeTree: String? { lowers.count > 1 ? lowers[lowers.count - 2] : nil }
+    public var nativeTree: String? { lowers.count > 1 && !isFront ? lowers[lowers.count - 2] : nil }
     /// A relocated mount's relocation layer, above the tree.
     public var relocationLayer: String? { lowers.count > 2 ? lowers[0] : nil }
     public var layer: WritableLayer? {

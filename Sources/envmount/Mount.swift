@@ -83,6 +83,9 @@ struct Mount: ParsableCommand {
     @Flag(help: "Serve every file through FUSE even when this revision is materialized in the cache, and do not materialize it (for measurements).")
     var noNative = false
 
+    @Flag(help: "Mount a plain (not writable, not native) root mount as FUSE alone, without the read-only overlay in front that keeps Python's isatty IOCTLs from the daemon (for measurements).")
+    var noFrontOverlay = false
+
     /// The flags as one MountOptions; every mount option is a field there.
     func options() throws -> MountOptions {
         var o = MountOptions(store: store, mountpoint: mountpoint ?? "")
@@ -110,6 +113,7 @@ struct Mount: ParsableCommand {
         o.relocate = !noRelocate
         o.writable = writable.map(Mountpoints.absolute)
         o.native = !noNative
+        o.frontOverlay = !noFrontOverlay
         return o
     }
 

@@ -26,7 +26,9 @@ struct Unmount: ParsableCommand {
                 throw ExitCode.failure
             }
             let lower = overlay.fuseLower
-            if Mountpoints.find(lower) != nil, let err = Mountpoints.fusermountUnmount(lower, lazy: lazy) {
+            // The daemon of a plain mount detaches its FUSE mount itself once the overlay is gone
+            // (FrontOverlay.Watcher): an error for a mount that is no longer there is no error.
+            if Mountpoints.find(lower) != nil, let err = Mountpoints.fusermountUnmount(lower, lazy: lazy), Mountpoints.find(lower) != nil {
                 Console.error("envmount: unmounted the overlay at \(mp), but not the environment under it at \(lower): \(err)")
                 throw ExitCode.failure
             }

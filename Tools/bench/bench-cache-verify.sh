@@ -22,7 +22,7 @@ W=$(mktemp -d "$BENCH_DIR/verify.XXXXXX")
 MNT="$W/mnt"; CACHE="$W/cache"; STORE="$W/store"
 mkdir -p "$MNT"
 cleanup() {
-  if [ "$(stat -f -c %t "$MNT" 2>/dev/null)" = 65735546 ]; then "$NEW_BIN/envmount" unmount "$MNT" >/dev/null 2>&1 || fusermount3 -u -z "$MNT"; fi
+  if awk -v m="$MNT" '$2 == m {f = 1} END {exit !f}' /proc/self/mounts; then "$NEW_BIN/envmount" unmount "$MNT" >/dev/null 2>&1 || fusermount3 -u -z "$MNT"; fi
   rm -rf "$W"
 }
 trap cleanup EXIT

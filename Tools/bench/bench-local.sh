@@ -146,7 +146,7 @@ do_mount() {
   pid=$(grep -oE 'pid [0-9]+' <<<"$out" | tail -n1 | grep -oE '[0-9]+' || true)
   [ -n "$pid" ] || pid=$(pgrep -n -f "envmount mount.*${mnt}" || true)
   [ -n "$pid" ] || { echo "cannot find the daemon of $mnt" >&2; return 1; }
-  is_fuse "$mnt" || { echo "$mnt is not a FUSE mount after envmount mount returned" >&2; return 1; }
+  { is_fuse "$mnt" || mountpoint -q "$mnt"; } || { echo "$mnt is not mounted after envmount mount returned" >&2; return 1; }
   DAEMONS+=("$pid"); MPID=$pid
   MT=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.6f", b-a}')
 }
