@@ -93,7 +93,7 @@ struct envmount_open_how { uint64_t flags, mode, resolve; };
 /* 0: not tried yet, 1: openat2 works, -1: it does not (ENOSYS, or EPERM from a seccomp filter). */
 static atomic_int have_openat2;
 
-static int open_components(int root, const char *path) {
+int envmount_open_directory_components(int root, const char *path) {
     char part[NAME_MAX + 1];
     int cur = root;
     const char *p = path;
@@ -129,7 +129,7 @@ int envmount_open_directory_beneath(int root, const char *path) {
         if (errno != ENOSYS && errno != EPERM) return -1;
         atomic_store_explicit(&have_openat2, -1, memory_order_relaxed);
     }
-    return open_components(root, path);
+    return envmount_open_directory_components(root, path);
 }
 
 void envmount_stat_names(int dir, const uint8_t *names, const uint32_t *starts, const uint16_t *lengths,

@@ -403,72 +403,129 @@ public struct MaterializedTree: Sendable {
 
     /// Whether the tree can be served: it exists with its seal, and every regular file has the
     /// size, mtime and ctime it was sealed with. A file whose ctime moved is hashed: the same
-    /// digest re-seals it (a newer tree linked it), another one makes the tree `.damaged`, and so
+    /// digest re-seals it (a newer tree linked it), another one makes the tree `.damaged`. So
     /// does a directory on the way that is no longer a directory (a symlink would let the
-    /// overlay serve whatever it points to). `rehashAll` hashes every file (for `envmount cache verify`).
+    /// overlay serve whatever it points to), another name of a hardlinked file that is no longer
+    /// that file, and, in a partial tree, a file at the name of one that was not materialized
+    /// (it would hide the FUSE file below). `rehashAll` hashes every file (for `envmount cache verify`).
     public func check(rehashAll: Bool = false) -> State {
         guard FS.exists(path), let (header, sealed0) = readSeal() else { return .absent }
         var seal = sealed0
-        let results = statSealed(seal, rehashAll: rehashAll)
+        let m = manifest
+        let probes = Self.probes(seal, manifest: m)
+        let results = statAll(probes)
         var resealed = false
         // `path` is built from the id each time it is asked for: once here, not once per file.
         let base = path.pathBytes + [UInt8(ascii: "/")]
+        func notDirectory(_ d: Int) -> State {
+            .damaged("\(TreeWalk.firstNonDirectory(above: d, manifest: m, root: path)) is not the directory it was written as")
+        }
         for k in seal.indices {
-            let outcome = results.get(k)
-            if case .same = outcome { continue }
-            let p = base + manifest.path(seal[k].entry)
-            switch outcome {
-            case .same: continue
-            case .missing: return .damaged("\(p.pathString) is missing or has the wrong size or mtime")
+            let i = seal[k].entry, e = m.entries[i]
+            let ctime: Int64
+            switch results[k] {
+            case let .stat(st) where st.errno == 0 && st.kind == .regular && st.size == e.size && st.mtimeNs == e.mtimeNs:
+                if st.ctimeNs == seal[k].ctimeNs && !rehashAll { continue }
+                ctime = st.ctimeNs
+            case .stat, .directoryMissing:
+                return .damaged("\((base + m.path(i)).pathString) is missing or has the wrong size or mtime")
             case let .notDirectory(d):
-                return .damaged("\(TreeWalk.firstNonDirectory(above: d, manifest: manifest, root: path)) is not the directory it was written as")
-            case let .moved(ctime):
-                guard let have = try? Self.digest(ofFile: p), have.utf8.elementsEqual(seal[k].digest) else { return .damaged("\(p.pathString) does not hold the bytes it was written with") }
-                if seal[k].ctimeNs != ctime {
-                    seal[k].ctimeNs = ctime
-                    resealed = true
+                return notDirectory(d)
+            }
+            let p = base + m.path(i)
+            guard let have = try? Self.digest(ofFile: p), have.utf8.elementsEqual(seal[k].digest) else { return .damaged("\(p.pathString) does not hold the bytes it was written with") }
+            if seal[k].ctimeNs != ctime {
+                seal[k].ctimeNs = ctime
+                resealed = true
+            }
+        }
+        // Every sealed file is as written: now the names that are not sealed files.
+        var sealIndex = [Int](repeating: -1, count: probes.count > seal.count ? m.entries.count : 0)
+        for k in seal.indices where !sealIndex.isEmpty { sealIndex[seal[k].entry] = k }
+        for n in seal.count..<probes.count {
+            let i = probes[n].entry, p = { (base + m.path(i)).pathString }
+            switch (probes[n].want, results[n]) {
+            case (_, let .notDirectory(d)):
+                return notDirectory(d)
+            case (.linkOf(let owner), let .stat(st)):
+                guard st.errno == 0, st.kind == .regular, case let .stat(o) = results[sealIndex[owner]], st.inode == o.inode else {
+                    return .damaged("\(p()) is not the hardlink it was written as")
                 }
+            case (.linkOf, .directoryMissing):
+                return .damaged("\(p()) is not the hardlink it was written as")
+            case (.absent, let .stat(st)) where st.errno != ENOENT:
+                return .damaged("\(p()) was not materialized but is in the tree (it would hide the file served through FUSE)")
+            case (.absent, _), (.sealed, _):
+                continue
             }
         }
         if resealed { try? writeSeal(seal, partial: header.partial) }
         return .ready
     }
 
-    /// Stats every sealed file, directory by directory: each directory holding sealed files is
-    /// opened once below the tree's root, following no symlink on the way, and its files are
-    /// stat'ed by name relative to it (TreeWalk). The directories go to several threads: with a
-    /// cold inode cache each stat waits on a disk read, and more reads in flight than cores is
-    /// what makes them overlap.
-    private func statSealed(_ seal: [SealEntry], rehashAll: Bool) -> StatResults {
+    /// A name the check stats, and what it must find there.
+    struct Probe: Sendable {
+        enum Want: Sendable { case sealed, linkOf(Int), absent }
+        var entry: Int
+        var want: Want
+    }
+
+    /// The sealed files (first, in seal order), the other names of hardlinked sealed files, and
+    /// the names of the regular files a partial tree left out.
+    static func probes(_ seal: [SealEntry], manifest m: Manifest) -> [Probe] {
+        var sealed = [Bool](repeating: false, count: m.entries.count)
+        var out: [Probe] = []
+        out.reserveCapacity(seal.count)
+        for s in seal {
+            sealed[s.entry] = true
+            out.append(Probe(entry: s.entry, want: .sealed))
+        }
+        for (i, e) in m.entries.enumerated() where e.kind == .regular && !sealed[i] {
+            let owner = Int(e.owner)
+            out.append(Probe(entry: i, want: owner != i && sealed[owner] ? .linkOf(owner) : .absent))
+        }
+        return out
+    }
+
+    /// What the stat pass found at a probe's name.
+    enum Found: Sendable {
+        case stat(NameStat)
+        case directoryMissing
+        case notDirectory(Int)
+    }
+
+    /// Stats every probe, directory by directory: each directory holding one is opened once
+    /// below the tree's root, following no symlink on the way, and its names are stat'ed
+    /// relative to it (TreeWalk). The directories go to several threads: with a cold inode
+    /// cache each stat waits on a disk read, and more reads in flight than cores is what makes
+    /// them overlap.
+    private func statAll(_ probes: [Probe]) -> [Found] {
         let m = manifest
-        let results = StatResults(count: seal.count)
-        guard !seal.isEmpty else { return results }
-        let groups = TreeWalk.groups(entries: seal.map(\.entry), manifest: m)
+        final class Slots: Sendable {
+            let found: Mutex<[Found]>
+            init(_ n: Int) { found = Mutex([Found](repeating: .directoryMissing, count: n)) }
+        }
+        let results = Slots(probes.count)
+        guard !probes.isEmpty else { return [] }
         let root: FileDescriptor
         do { root = try FileDescriptor.openDirectory(path.pathBytes) } catch {
             let e = (error as? SystemError)?.errno ?? EIO
-            for k in seal.indices { results.set(k, e == ENOENT ? .missing : .notDirectory(0)) }
-            return results
+            return [Found](repeating: e == ENOENT ? .directoryMissing : .notDirectory(0), count: probes.count)
         }
         defer { root.close() }
-        let sealedCtimes = seal.map(\.ctimeNs)
+        let groups = TreeWalk.groups(entries: probes.map(\.entry), manifest: m)
         blockingParallelFor(parts: groups.count, threads: TreeWalk.threads) { g in
             let group = groups[g]
-            var out = [StatResults.Outcome](repeating: .missing, count: group.members.count)
+            let found: [Found]
             switch TreeWalk.stat(group, manifest: m, root: root) {
             case let .failure(e):
-                let o: StatResults.Outcome = e.errno == ENOENT ? .missing : .notDirectory(group.directory)
-                for j in out.indices { out[j] = o }
+                found = [Found](repeating: e.errno == ENOENT ? .directoryMissing : .notDirectory(group.directory), count: group.members.count)
             case let .success(stats):
-                for (j, k) in group.members.enumerated() {
-                    let st = stats[j], e = m.entries[seal[k].entry]
-                    guard st.errno == 0, st.kind == .regular, st.size == e.size, st.mtimeNs == e.mtimeNs else { continue }
-                    out[j] = st.ctimeNs == sealedCtimes[k] && !rehashAll ? .same : .moved(st.ctimeNs)
-                }
+                found = stats.map { .stat($0) }
             }
-            results.set(group.members, out)
+            results.found.withLock { r in for (j, k) in group.members.enumerated() { r[k] = found[j] } }
         }
-        return results
+        return results.found.withLock { $0 }
     }
 
     /// Removes the tree, its seal and its relocation layers (a file another tree shares stays there).
@@ -497,15 +554,4 @@ func blockingParallelFor(parts: Int, threads: Int, _ body: @escaping @Sendable (
         }.start()
     }
     done.wait()
-}
-
-/// Per-file outcomes of a parallel stat pass.
-final class StatResults: Sendable {
-    enum Outcome: Sendable { case same, missing, moved(Int64), notDirectory(Int) }
-    private let slots: Mutex<[Outcome]>
-    init(count: Int) { slots = Mutex(Array(repeating: .missing, count: count)) }
-    func set(_ k: Int, _ o: Outcome) { slots.withLock { $0[k] = o } }
-    /// Sets slot `ks[j]` to `os[j]` for every j, under one lock.
-    func set(_ ks: [Int], _ os: [Outcome]) { slots.withLock { for (j, k) in ks.enumerated() { $0[k] = os[j] } } }
-    func get(_ k: Int) -> Outcome { slots.withLock { $0[k] } }
 }

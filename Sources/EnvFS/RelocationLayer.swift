@@ -193,10 +193,17 @@ public struct RelocationLayer: Sendable {
         }
         let base = path.pathBytes
         func at(_ i: Int) -> PathBytes { i == 0 ? base : base + [UInt8(ascii: "/")] + m.path(i) }
+        // Every name of the layer stat'ed by directory (TreeWalk): no path per file, and a
+        // directory replaced by a symlink is refused instead of followed.
+        let stats: [Int: NameStat]
+        switch statAll(c) {
+        case let .success(s): stats = s
+        case let .failure(notDirectory): return .damaged("\(notDirectory) is not the directory it was written as")
+        }
         var resealed = false
         for i in c.files {
             let p = at(i)
-            guard let st = try? FS.lstat(p), st.kind == .regular, st.mtimeNs == m.entries[i].mtimeNs,
+            guard let st = stats[i], st.errno == 0, st.kind == .regular, st.mtimeNs == m.entries[i].mtimeNs,
                   st.size == relocated.size(i, published: m.entries[i].size) else {
                 return .damaged("\(p.pathString) is missing or has the wrong size or mtime")
             }
@@ -209,7 +216,7 @@ public struct RelocationLayer: Sendable {
             }
         }
         for i in c.names where m.entries[i].owner != UInt32(i) {
-            guard let a = try? FS.lstat(at(i)), let b = try? FS.lstat(at(Int(m.entries[i].owner))), a.inode == b.inode else {
+            guard let a = stats[i], a.errno == 0, let b = stats[Int(m.entries[i].owner)], b.errno == 0, a.inode == b.inode else {
                 return .damaged("\(at(i).pathString) is not the hardlink it was written as")
             }
         }
@@ -217,7 +224,7 @@ public struct RelocationLayer: Sendable {
             guard (try? FS.readlink(at(i))) == target else { return .damaged("\(at(i).pathString) does not point where it should") }
         }
         for d in c.directories {
-            guard let st = try? FS.lstat(at(d)), st.kind == .directory, st.mode == m.entries[d].mode,
+            guard let st = stats[d], st.errno == 0, st.kind == .directory, st.mode == m.entries[d].mode,
                   st.mtimeNs == m.entries[d].mtimeNs else {
                 return .damaged("\(at(d).pathString) is missing or has the wrong mode or mtime")
             }
@@ -243,6 +250,34 @@ public struct RelocationLayer: Sendable {
         return .ready
     }
 
+    /// The stats of every name in the layer (its files, symlinks and directories, the root
+    /// included), directory by directory below the layer's root; a directory that cannot be
+    /// opened leaves its names out (they are then reported missing). Fails with the path of a
+    /// directory that is a symlink or not a directory any more.
+    private func statAll(_ c: Contents) -> Result<[Int: NameStat], PathError> {
+        let m = tree.manifest
+        var out: [Int: NameStat] = [:]
+        let root: FileDescriptor
+        do {
+            root = try FileDescriptor.openDirectory(path.pathBytes)
+            out[0] = NameStat(try FS.lstat(path))
+        } catch {
+            if (error as? SystemError)?.errno == ENOENT { return .success(out) }
+            return .failure(PathError(path))
+        }
+        defer { root.close() }
+        let names = c.names + c.symlinks.keys + c.directories.filter { $0 != 0 }
+        for g in TreeWalk.groups(entries: names, manifest: m) {
+            switch TreeWalk.stat(g, manifest: m, root: root) {
+            case let .failure(e):
+                if e.errno != ENOENT { return .failure(PathError(TreeWalk.firstNonDirectory(above: g.directory, manifest: m, root: path))) }
+            case let .success(stats):
+                for (j, i) in g.entries.enumerated() { out[i] = stats[j] }
+            }
+        }
+        return .success(out)
+    }
+
     /// Removes this layer and its seal.
     public func remove() {
         try? FS.unlink(sealPath)
@@ -253,4 +288,10 @@ public struct RelocationLayer: Sendable {
     static func removeAll(of tree: MaterializedTree) {
         try? FS.removeTree(directory(of: tree))
     }
+}
+
+/// A path, as an Error, for `Result`.
+struct PathError: Error, CustomStringConvertible {
+    var description: String
+    init(_ path: String) { description = path }
 }

@@ -34,6 +34,14 @@ extension FileDescriptor {
         })
     }
 
+    /// What `openDirectory(beneath:)` falls back to where the kernel has no `openat2`: one
+    /// `openat(O_NOFOLLOW)` per component (internal: tests call it to cover that path).
+    func openDirectoryByComponents(beneath relative: PathBytes) throws -> FileDescriptor {
+        FileDescriptor(rawValue: try withCPath(relative) { p in
+            try valueOrErrno("openat", relative.pathString) { envmount_open_directory_components(rawValue, p) }
+        })
+    }
+
     /// `fstatat(self, name, AT_SYMLINK_NOFOLLOW)` of each name in this directory: name k is
     /// `names[starts[k] ..< starts[k] + lengths[k]]` (one path component). One call into C for
     /// the whole directory.
@@ -55,5 +63,12 @@ extension FileDescriptor {
             NameStat(errno: r.error, kind: r.error == 0 ? FileStat.kind(of: mode_t(r.mode)) : .unknown, mode: r.mode & 0o7777,
                      size: r.size, mtimeNs: r.mtime_ns, ctimeNs: r.ctime_ns, inode: r.inode)
         }
+    }
+}
+
+extension NameStat {
+    /// The same facts from an `lstat`.
+    public init(_ st: FileStat) {
+        self.init(errno: 0, kind: st.kind, mode: st.mode, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, inode: st.inode)
     }
 }

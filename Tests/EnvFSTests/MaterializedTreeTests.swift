@@ -239,4 +239,51 @@ final class MaterializedTreeTests: XCTestCase {
         try FS.symlink(target: (dir.path + "/moved").pathBytes, at: tree.path.pathBytes)
         XCTAssertEqual(damage(tree), "\(tree.path) is not the directory it was written as")
     }
+
+    func testAnotherNameOfAHardlinkedFileMustStillBeThatFile() throws {
+        let source = try TempDir("source"), dir = try TempDir("trees")
+        defer { source.remove(); dir.remove() }
+        try SourceTree.make(at: source.bytes)
+        let mounted = try Mounted(source: source.path, store: MemoryStore())
+        let tree = try lonelyTree(mounted, in: dir)
+        // big/nested/hard-c is hard-a's inode: replaced by a copy (same bytes, mode and mtime),
+        // and then by other bytes, the overlay would serve the copy; only the inode tells.
+        let link = tree.path + "/big/nested/hard-c", owner = tree.path + "/hard-a"
+        XCTAssertEqual(try FS.lstat(link).inode, try FS.lstat(owner).inode)
+        let st = try FS.lstat(owner)
+        try FS.unlink(link)
+        try Disk.write(link.pathBytes, try FileDescriptor.open(owner, O_RDONLY).readAll(), mode: st.mode)
+        try FS.setMtime(link.pathBytes, ns: st.mtimeNs)
+        XCTAssertEqual(damage(tree), "\(link) is not the hardlink it was written as")
+        try FS.unlink(link)
+        XCTAssertEqual(damage(tree), "\(link) is not the hardlink it was written as")
+    }
+
+    func testAPartialTreeRefusesAFileAtTheNameOfOneItLeftOut() throws {
+        let source = try TempDir("source"), dir = try TempDir("trees")
+        defer { source.remove(); dir.remove() }
+        try SourceTree.make(at: source.bytes)
+        let mounted = try Mounted(source: source.path, store: MemoryStore())
+        let m = mounted.manifest
+        // Every file but big/nested/deep/file.py (three directories down) and multi.bin (at the root).
+        let left = try [Array("big/nested/deep/file.py".utf8), Array("multi.bin".utf8)].map { try XCTUnwrap(m.resolve($0)) }
+        let chosen = Set(m.entries.indices.filter { m.entries[$0].kind == .regular && m.entries[$0].owner == UInt32($0) && !left.contains($0) })
+        let tree = MaterializedTree(cacheDirectory: dir.path, manifest: m, id: ChunkID.of(Array("partial".utf8)))
+        let fetcher = mounted.fs.fetcher
+        try tree.materialize(only: chosen) { chunk, offset, count, buf in try fetcher.read(chunk, offset: offset, count: count, into: &buf, at: 0) }
+        XCTAssertEqual(tree.check(), .ready)
+        for i in left {
+            // The directory above it is not opaque: a file put at its name would hide the FUSE one.
+            let p = tree.path + "/" + m.path(i).pathString
+            XCTAssertFalse(FS.exists(p))
+            try Disk.write(p.pathBytes, Array("evil\n".utf8))
+            XCTAssertEqual(damage(tree), "\(p) was not materialized but is in the tree (it would hide the file served through FUSE)")
+            try FS.unlink(p)
+            XCTAssertEqual(tree.check(), .ready)
+        }
+        // A sealed file damaged in a partial tree is found as in a whole one.
+        let victim = tree.path + "/big/tool"
+        try flipByte(victim.pathBytes)
+        XCTAssertEqual(damage(tree), "\(victim) does not hold the bytes it was written with")
+    }
 }

@@ -11,6 +11,17 @@ final class NativeRelocationTests: MountTestCase {
         ((try? FS.listDirectory(cache + "/logs")) ?? []).map { String(decoding: (try? FS.readFile(cache + "/logs/" + $0)) ?? [], as: UTF8.self) }.joined()
     }
 
+    /// Whether the daemon's log holds `text` within 10 s: a daemon logs what it found in the
+    /// cache after READY, so after the mount command has returned.
+    func logged(_ cache: String, _ text: String) -> Bool {
+        let end = Date().addingTimeInterval(10)
+        while !log(cache).contains(text) {
+            if Date() > end { return false }
+            usleep(50_000)
+        }
+        return true
+    }
+
     /// Every entry under `root`: kind, mode, owner, mtime, size, link count, and the SHA-256 of
     /// a file's bytes or a symlink's target.
     static func snapshot(_ root: String) throws -> [String: String] {
@@ -69,7 +80,7 @@ final class NativeRelocationTests: MountTestCase {
         // The tree's seal, which `status` reports as materialized, is written after the layer.
         let end = Date().addingTimeInterval(120)
         while Date() < end, (try status(mnt)["materialized"] as? Bool) != true { usleep(200_000) }
-        XCTAssertTrue(log(cache).contains("relocation layer for \(mnt)"), "no relocation layer built: \(log(cache))")
+        XCTAssertTrue(logged(cache, "relocation layer for \(mnt)"), "no relocation layer built: \(log(cache))")
         XCTAssertEqual(try h.unmount(mnt).status, 0)
 
         try h.mount(store, mnt, cache: cache)
@@ -135,7 +146,7 @@ final class NativeRelocationTests: MountTestCase {
         try FS.setMtime(victim.pathBytes, ns: mtime)
         try h.mount(store, mnt, cache: cache)
         XCTAssertEqual(try TreeFixture.readAll((mnt + "/bin/pip").pathBytes), good)
-        XCTAssertTrue(log(cache).contains("relocation layer \(root) is damaged"), log(cache))
+        XCTAssertTrue(logged(cache, "relocation layer \(root) is damaged"), log(cache))
         XCTAssertEqual(try h.unmount(mnt).status, 0)
         // Rebuilt from verified chunks.
         XCTAssertEqual(try TreeFixture.readAll(victim.pathBytes), good)
@@ -152,5 +163,15 @@ final class NativeRelocationTests: MountTestCase {
         XCTAssertEqual(try TreeFixture.readAll((mnt + "/pyvenv.cfg").pathBytes), goodCfg)
         XCTAssertEqual(try h.unmount(mnt).status, 0)
         XCTAssertFalse(FS.exists(stray), "the stray file is still in the layer")
+
+        // 3. A directory of the layer moved away and a symlink to it put in its place (its
+        // files untouched): refused, not followed; the layer rebuilt with a real directory.
+        try FS.rename(root + "/bin", h.dir + "/moved-bin")
+        try FS.symlink(target: (h.dir + "/moved-bin").pathBytes, at: (root + "/bin").pathBytes)
+        try h.mount(store, mnt, cache: cache)
+        XCTAssertEqual(try TreeFixture.readAll((mnt + "/bin/pip").pathBytes), good)
+        XCTAssertTrue(logged(cache, "relocation layer \(root) is damaged (\(root)/bin is not the directory it was written as)"), log(cache))
+        XCTAssertEqual(try h.unmount(mnt).status, 0)
+        XCTAssertEqual(try FS.lstat(root + "/bin").kind, .directory)
     }
 }

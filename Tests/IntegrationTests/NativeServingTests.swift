@@ -86,7 +86,14 @@ final class NativeServingTests: MountTestCase {
         XCTAssertEqual(try TreeFixture.readAll((mnt + "/pkg/mod.py").pathBytes), good)
         // The tree was removed (and may already be rebuilt, from verified chunks).
         if FS.exists(victim) { XCTAssertEqual(try TreeFixture.readAll(victim.pathBytes), good, "the damaged file is still in the cache") }
-        let log = String(decoding: try FS.readFile(cache + "/logs/d.log"), as: UTF8.self)
+        // Logged after READY, so maybe after the mount command returned.
+        var log = ""
+        let logEnd = Date().addingTimeInterval(10)
+        repeat {
+            log = String(decoding: (try? FS.readFile(cache + "/logs/d.log")) ?? [], as: UTF8.self)
+            if log.contains("is damaged") { break }
+            usleep(50_000)
+        } while Date() < logEnd
         XCTAssertTrue(log.contains("is damaged"), log)
         // Rebuilt from verified chunks: the next mount is native again, with the right bytes.
         let end = Date().addingTimeInterval(60)

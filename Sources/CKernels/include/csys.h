@@ -54,6 +54,9 @@ int envmount_open_directory(const char *path);
 /// 5.6, or a seccomp filter that refuses it) one openat(O_NOFOLLOW) per component.
 /// -1 with errno (ELOOP or ENOTDIR for a symlink on the way).
 int envmount_open_directory_beneath(int root, const char *path);
+/// The fallback of envmount_open_directory_beneath: one openat(O_PATH | O_DIRECTORY | O_NOFOLLOW)
+/// per component of `path` below `root`; a `..` component is refused (EXDEV).
+int envmount_open_directory_components(int root, const char *path);
 /// fstatat(dir, name, AT_SYMLINK_NOFOLLOW) of `count` names, one path component each: name k is
 /// the bytes names[starts[k] ..< starts[k] + lengths[k]] (no NUL; over NAME_MAX bytes gives
 /// ENAMETOOLONG). Fills out[k]; one call per directory instead of one per file from Swift.

@@ -1,0 +1,47 @@
+import Glibc
+@testable import SysKit
+import XCTest
+
+/// The O_PATH directory opens the tree check walks with (openat2, and the per-component
+/// fallback for kernels without it) refuse a symlink anywhere on the way and never leave the
+/// root; statNames reports each name's facts or its errno.
+final class DirectoryWalkTests: XCTestCase {
+    func testBothOpensRefuseASymlinkOnTheWayAndStatNamesReportsEachName() throws {
+        let dir = try TempDir("walk")
+        defer { dir.remove() }
+        func p(_ s: String) -> PathBytes { dir.bytes.appendingComponent(Array(s.utf8)) }
+        try Disk.mkdir(p("a"))
+        try Disk.mkdir(p("a/b"))
+        try Disk.mkdir(p("a/b/c"))
+        try Disk.write(p("a/b/c/f"), [1, 2, 3])
+        try FS.symlink(target: Array("a".utf8), at: p("link"))
+        try FS.symlink(target: Array("c".utf8), at: p("a/b/l2"))
+        let root = try FileDescriptor.openDirectory(dir.bytes)
+        defer { root.close() }
+        XCTAssertThrowsError(try FileDescriptor.openDirectory(p("link")), "a symlink as the last component")
+
+        let opens: [(String, (PathBytes) throws -> FileDescriptor)] = [
+            ("openat2", root.openDirectory(beneath:)), ("per component", root.openDirectoryByComponents(beneath:)),
+        ]
+        for (how, open) in opens {
+            let c = try open(Array("a/b/c".utf8))
+            let names = Array("fmissingc".utf8)
+            let st = c.statNames(names, starts: [0, 1], lengths: [1, 7])
+            c.close()
+            XCTAssertEqual(st[0].errno, 0, how)
+            XCTAssertEqual(st[0].kind, .regular, how)
+            XCTAssertEqual(st[0].size, 3, how)
+            XCTAssertEqual(st[0].inode, try FS.lstat(p("a/b/c/f")).inode, how)
+            XCTAssertEqual(st[1].errno, ENOENT, how)
+            let b = try open(Array("a/b".utf8))
+            let sub = b.statNames(names, starts: [8], lengths: [1])
+            b.close()
+            XCTAssertEqual(sub[0].kind, .directory, how)
+            for bad in ["link/b/c", "link", "a/b/l2", "a/../../x"] {
+                XCTAssertThrowsError(try open(Array(bad.utf8)), "\(how): \(bad)") { error in
+                    XCTAssertTrue([ELOOP, ENOTDIR, EXDEV].contains((error as? SystemError)?.errno ?? 0), "\(how): \(bad): \(error)")
+                }
+            }
+        }
+    }
+}
