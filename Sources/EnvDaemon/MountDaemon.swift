@@ -68,7 +68,7 @@ public enum MountDaemon {
     /// revision, the mount point and log defaults); checks what must hold before serving.
     static func open(_ options: MountOptions) throws -> (MountOptions, any ObjectStore, ChunkCache, OpenedEnvironment) {
         var o = options
-        let cache = try ChunkCache(directory: o.cacheDir!, limit: o.cacheSize)
+        let cache = try ChunkCache(directory: o.cacheDir!, limit: o.cacheSize, deferScan: true)
         let store = try StoreFactory.open(o.store, options: o.storeOptions)
         o.trust = o.trust.resolved()
         PhaseMarks.mark("mount: cache and store open")
@@ -182,7 +182,7 @@ public enum MountDaemon {
         guard let env = o.env, let cacheDir = o.cacheDir, let manifest = ChunkID(hex: handoff.manifest) else {
             throw MountError("incomplete daemon description on stdin")
         }
-        let cache = try ChunkCache(directory: cacheDir, limit: o.cacheSize)
+        let cache = try ChunkCache(directory: cacheDir, limit: o.cacheSize, deferScan: true)
         let store = try StoreFactory.open(o.store, options: o.storeOptions)
         var resolver = EnvironmentResolver(store: store, cache: cache)
         resolver.trust = try o.trust.policy()
@@ -345,6 +345,8 @@ public enum MountDaemon {
                 }
             }
             PhaseMarks.mark("daemon: overlay mounted")
+            // The cache's count of its entries, put off until the mount answers.
+            defer { cache.startScan() }
             overlayWatcher?.start()
             do { try service.startControlSocket() } catch {
                 Log.error("control socket unavailable (status, warm and profile will not reach this mount): \(error)")
