@@ -288,11 +288,11 @@ public enum MountDaemon {
         // Overlayfs is root's: other users' mounts neither build nor serve trees. A relocated
         // mount puts its relocation layer above the tree (NativeServing.lowers).
         let nativeAllowed = o.native && ProcessControl.userID == 0
-        let (nativeLowers, treeNotes) = nativeAllowed
-            ? NativeServing.lowers(tree, relocated: relocated, mountpoint: mp, fetcher: fetcher) : ([], [])
+        let (nativeLowers, treeNotes, treeContents) = nativeAllowed
+            ? NativeServing.lowers(tree, relocated: relocated, mountpoint: mp, fetcher: fetcher) : ([], [], nil)
         let native = !nativeLowers.isEmpty
         PhaseMarks.mark("daemon: tree checked")
-        let nativeSummary = native ? NativeServing.summary(tree, lowers: nativeLowers, relocated: relocated) : nil
+        let nativeSummary = native ? NativeServing.summary(tree, contents: treeContents, lowers: nativeLowers, relocated: relocated) : nil
         service.setNative(nativeSummary)
         // A materialized tree serves every file from local disk: profile `default` would only
         // re-read and re-hash cached chunks beside the workload (an explicit --prefetch is still
