@@ -127,7 +127,10 @@ extension ChunkCache {
     }
 
     /// Waits until the entries present at open have been counted.
-    public func waitForScan() { scanDone.wait() }
+    public func waitForScan() {
+        startScan()
+        scanDone.wait()
+    }
 
     /// Whether the startup scan of chunks/ has finished (so `usage` will not wait).
     public var isScanned: Bool { scanDone.wait(timeout: .now()) == .success }

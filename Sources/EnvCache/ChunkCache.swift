@@ -48,11 +48,16 @@ public final class ChunkCache: Sendable {
     let index = Mutex(CacheIndex())
     /// Left when the background scan of chunks/ has been merged into `index`.
     let scanDone = DispatchGroup()
+    /// Whether the scan has been started.
+    private let scanStarted = Atomic<Bool>(false)
 
     /// Opens (creating if needed) the cache at `directory`. With `limit`, inserts evict the least
     /// recently used entries to keep chunk bytes at or under it. The existing entries are counted
     /// by a scan that runs in the background; calls that need the totals wait for it.
-    public init(directory: String, durable: Bool = true, limit: UInt64? = nil) throws {
+    /// With `deferScan`, the scan waits for `startScan()` or the first call that needs the
+    /// totals (a mount starts it once it answers, so the scan's stats do not compete with the
+    /// mount's own work).
+    public init(directory: String, durable: Bool = true, limit: UInt64? = nil, deferScan: Bool = false) throws {
         self.directory = directory
         self.root = directory + "/" + ChunkCache.layoutVersion
         self.durable = durable
@@ -65,6 +70,12 @@ public final class ChunkCache: Sendable {
         }
         removeAbandonedTemporaries()
         scanDone.enter()
+        if !deferScan { startScan() }
+    }
+
+    /// Starts the background scan of chunks/ (once; later calls do nothing).
+    public func startScan() {
+        guard !scanStarted.exchange(true, ordering: .acquiringAndReleasing) else { return }
         DispatchQueue.global(qos: .utility).async { [self] in
             scanEntries()
             scanDone.leave()

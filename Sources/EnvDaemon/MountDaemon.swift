@@ -68,7 +68,7 @@ public enum MountDaemon {
     /// revision, the mount point and log defaults); checks what must hold before serving.
     static func open(_ options: MountOptions) throws -> (MountOptions, any ObjectStore, ChunkCache, OpenedEnvironment) {
         var o = options
-        let cache = try ChunkCache(directory: o.cacheDir!, limit: o.cacheSize)
+        let cache = try ChunkCache(directory: o.cacheDir!, limit: o.cacheSize, deferScan: true)
         let store = try StoreFactory.open(o.store, options: o.storeOptions)
         o.trust = o.trust.resolved()
         PhaseMarks.mark("mount: cache and store open")
@@ -182,7 +182,7 @@ public enum MountDaemon {
         guard let env = o.env, let cacheDir = o.cacheDir, let manifest = ChunkID(hex: handoff.manifest) else {
             throw MountError("incomplete daemon description on stdin")
         }
-        let cache = try ChunkCache(directory: cacheDir, limit: o.cacheSize)
+        let cache = try ChunkCache(directory: cacheDir, limit: o.cacheSize, deferScan: true)
         let store = try StoreFactory.open(o.store, options: o.storeOptions)
         var resolver = EnvironmentResolver(store: store, cache: cache)
         resolver.trust = try o.trust.policy()
@@ -288,11 +288,11 @@ public enum MountDaemon {
         // Overlayfs is root's: other users' mounts neither build nor serve trees. A relocated
         // mount puts its relocation layer above the tree (NativeServing.lowers).
         let nativeAllowed = o.native && ProcessControl.userID == 0
-        let (nativeLowers, treeNotes) = nativeAllowed
-            ? NativeServing.lowers(tree, relocated: relocated, mountpoint: mp, fetcher: fetcher) : ([], [])
+        let (nativeLowers, treeNotes, treeContents) = nativeAllowed
+            ? NativeServing.lowers(tree, relocated: relocated, mountpoint: mp, fetcher: fetcher) : ([], [], nil)
         let native = !nativeLowers.isEmpty
         PhaseMarks.mark("daemon: tree checked")
-        let nativeSummary = native ? NativeServing.summary(tree, lowers: nativeLowers, relocated: relocated) : nil
+        let nativeSummary = native ? NativeServing.summary(tree, contents: treeContents, lowers: nativeLowers, relocated: relocated) : nil
         service.setNative(nativeSummary)
         // A materialized tree serves every file from local disk: profile `default` would only
         // re-read and re-hash cached chunks beside the workload (an explicit --prefetch is still
@@ -345,6 +345,8 @@ public enum MountDaemon {
                 }
             }
             PhaseMarks.mark("daemon: overlay mounted")
+            // The cache's count of its entries, put off until the mount answers.
+            defer { cache.startScan() }
             overlayWatcher?.start()
             do { try service.startControlSocket() } catch {
                 Log.error("control socket unavailable (status, warm and profile will not reach this mount): \(error)")

@@ -15,30 +15,34 @@ enum NativeServing {
     /// Whether a mount can serve `tree`: it is complete and no file in it changed since it was
     /// written. A damaged tree is removed (and rebuilt later from verified chunks).
     /// Returns the line to log (the daemon's log is open only once the mount answers).
-    static func useTree(_ tree: MaterializedTree) -> (use: Bool, note: String?) {
-        switch tree.check() {
-        case .ready: return (true, nil)
-        case .absent: return (false, nil)
+    static func useTree(_ tree: MaterializedTree) -> (use: Bool, note: String?, contents: TreeContents?) {
+        let (state, contents) = tree.checkCounting()
+        switch state {
+        case .ready: return (true, nil, contents)
+        case .absent: return (false, nil, nil)
         case let .damaged(why):
             tree.remove()
-            return (false, "materialized tree \(tree.path) is damaged (\(why)); removed, serving through FUSE")
+            return (false, "materialized tree \(tree.path) is damaged (\(why)); removed, serving through FUSE", nil)
         }
     }
+
+    /// What a sealed tree holds: its files (entry indices), their bytes, and whether it is partial.
+    typealias TreeContents = (files: Set<Int>, bytes: UInt64, partial: Bool)
 
     /// The overlay's lower layers above the FUSE mount (topmost first): the tree, and for a
     /// relocated mount the relocation layer of this mount path above it, built now from verified
     /// chunks when missing or damaged (a few files: scripts, pyvenv.cfg, .pth). Empty when the
     /// mount must be served through FUSE. Returns the lines to log.
     static func lowers(_ tree: MaterializedTree, relocated: RelocatedFiles?, mountpoint: String,
-                       fetcher: ChunkFetcher) -> (lowers: [String], notes: [String]) {
-        let (use, note) = useTree(tree)
+                       fetcher: ChunkFetcher) -> (lowers: [String], notes: [String], contents: TreeContents?) {
+        let (use, note, contents) = useTree(tree)
         var notes = note.map { [$0] } ?? []
-        guard use else { return ([], notes) }
-        guard let relocated else { return ([tree.path], notes) }
+        guard use else { return ([], notes, nil) }
+        guard let relocated else { return ([tree.path], notes, contents) }
         let layer = RelocationLayer(tree: tree, mountpoint: mountpoint.pathBytes)
         switch layer.check(relocated) {
         case .ready:
-            return ([layer.path, tree.path], notes)
+            return ([layer.path, tree.path], notes, contents)
         case let .damaged(why):
             notes.append("relocation layer \(layer.path) is damaged (\(why)); rebuilding it")
             layer.remove()
@@ -47,18 +51,17 @@ enum NativeServing {
         }
         do {
             try buildLayer(layer, relocated: relocated, fetcher: fetcher)
-            return ([layer.path, tree.path], notes)
+            return ([layer.path, tree.path], notes, contents)
         } catch {
             layer.remove()
             notes.append("cannot build the relocation layer \(layer.path) (\(error)); serving through FUSE")
-            return ([], notes)
+            return ([], notes, nil)
         }
     }
 
     /// What `envmount status` says about a native mount.
-    static func summary(_ tree: MaterializedTree, lowers: [String], relocated: RelocatedFiles?) -> NativeSummary {
+    static func summary(_ tree: MaterializedTree, contents c: TreeContents?, lowers: [String], relocated: RelocatedFiles?) -> NativeSummary {
         let t = tree.totals
-        let c = tree.contents()
         return NativeSummary(tree: tree.path, files: c?.files.count ?? t.files, bytes: c?.bytes ?? t.bytes,
                              partial: c?.partial ?? false, totalFiles: t.files,
                              relocationLayer: lowers.count > 1 ? lowers[0] : nil,

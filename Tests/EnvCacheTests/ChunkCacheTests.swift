@@ -42,6 +42,28 @@ final class ChunkCacheTests: XCTestCase {
         XCTAssertEqual(try read(cache, ChunkID.of(empty)), [])
     }
 
+    /// A mount opens its cache with the count of entries put off: nothing is scanned until
+    /// `startScan`, or until a call needs the totals (which then starts it, not waits forever).
+    func testADeferredScanWaitsForStartOrForTheFirstCallThatNeedsIt() throws {
+        let first = try ChunkCache(directory: dir, durable: false)
+        let data = bytes(50_000, 7)
+        try first.insert(ChunkID.of(data), data)
+        XCTAssertEqual(first.usage.entries, 1)
+
+        let deferred = try ChunkCache(directory: dir, durable: false, deferScan: true)
+        usleep(200_000)
+        XCTAssertFalse(deferred.isScanned, "the scan ran before it was started")
+        deferred.startScan()
+        deferred.startScan()
+        deferred.waitForScan()
+        XCTAssertTrue(deferred.isScanned)
+        XCTAssertEqual(deferred.usage.entries, 1)
+        XCTAssertEqual(deferred.usage.bytes, 50_000)
+
+        let needy = try ChunkCache(directory: dir, durable: false, deferScan: true)
+        XCTAssertEqual(needy.usage.entries, 1, "usage starts the deferred scan and waits for it")
+    }
+
     func testContainsRespectsTheSize() throws {
         let cache = try ChunkCache(directory: dir)
         let data = bytes(4096, 2)

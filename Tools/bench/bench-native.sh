@@ -11,7 +11,7 @@
 #   5. pip install of a local wheel into a --writable mount; import after a remount
 #
 #   sudo Tools/bench/bench-native.sh        # REPS=3 BENCH_DIR=/var/tmp/envmount-bench
-#   env: REPO, SKIP_BUILD=1 (use .build/release as it is), REPS=N, VENV=small|large
+#   env: REPO, SKIP_BUILD=1 (use the release build as it is), STATIC=0 (the toolchain-linked .build/release), REPS=N, VENV=small|large
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=${REPO:-$(cd "$HERE/../.." && pwd)}
@@ -27,10 +27,18 @@ LOG="$W/bench.log"
 RESULTS="$BENCH_DIR/results-native-$VENV.md"
 [ "$(id -u)" = 0 ] || { echo "bench-native.sh: must run as root (drop_caches, FUSE, overlayfs)" >&2; exit 1; }
 
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  (cd "$REPO" && swift build -c release --product envmount | tail -n 1 && swift build -c release --product envpublish | tail -n 1)
+# STATIC=1 (the default) measures the binaries Tools/package.sh ships (Swift runtime linked in,
+# built in .build-release): with the page cache dropped, loading the toolchain's shared
+# Foundation and ICU libraries is part of a mount's time, and a user's machine has none of them.
+if [ "${STATIC:-1}" = 1 ]; then
+  SCRATCH=.build-release; FLAGS=(--static-swift-stdlib --scratch-path .build-release)
+else
+  SCRATCH=.build; FLAGS=()
 fi
-BIN="$REPO/.build/release"
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  (cd "$REPO" && swift build -c release "${FLAGS[@]}" --product envmount | tail -n 1 && swift build -c release "${FLAGS[@]}" --product envpublish | tail -n 1)
+fi
+BIN="$REPO/$SCRATCH/release"
 if [ "$VENV" = small ]; then
   [ -f "$BENCH_DIR/.venv-small.complete" ] || "$HERE/make-venvs.sh"
   SRC="$BENCH_DIR/bench-src/venv-small"
