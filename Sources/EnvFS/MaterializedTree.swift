@@ -330,6 +330,22 @@ public struct MaterializedTree: Sendable {
         }
     }
 
+    /// A decimal integer with an optional leading '-', in ASCII bytes; nil on anything else or
+    /// on overflow (the seal's entry numbers and ctimes).
+    public static func decimal(_ b: ArraySlice<UInt8>) -> Int64? {
+        var v: Int64 = 0, neg = false, any = false
+        for (k, c) in b.enumerated() {
+            if k == 0 && c == 0x2d { neg = true; continue }
+            guard c >= 0x30 && c <= 0x39 else { return nil }
+            let (m, o1) = v.multipliedReportingOverflow(by: 10)
+            let (a, o2) = m.addingReportingOverflow(Int64(c - 0x30))
+            guard !o1 && !o2 else { return nil }
+            v = a
+            any = true
+        }
+        return any ? (neg ? -v : v) : nil
+    }
+
     private func readSeal() -> (SealHeader, [SealEntry])? {
         guard let bytes = try? FS.readFile(sealPath) else { return nil }
         // One pass over the bytes, no array per line: splitting into lines and then fields
@@ -337,19 +353,7 @@ public struct MaterializedTree: Sendable {
         let end = bytes.count
         let firstEnd = bytes.firstIndex(of: 0x0a) ?? end
         guard firstEnd > 0, let header = SealHeader(Substring(String(decoding: bytes[..<firstEnd], as: UTF8.self)), id: id) else { return nil }
-        func int(_ b: ArraySlice<UInt8>) -> Int64? {
-            var v: Int64 = 0, neg = false, any = false
-            for (k, c) in b.enumerated() {
-                if k == 0 && c == 0x2d { neg = true; continue }
-                guard c >= 0x30 && c <= 0x39 else { return nil }
-                let (m, o1) = v.multipliedReportingOverflow(by: 10)
-                let (a, o2) = m.addingReportingOverflow(Int64(c - 0x30))
-                guard !o1 && !o2 else { return nil }
-                v = a
-                any = true
-            }
-            return any ? (neg ? -v : v) : nil
-        }
+        let int = Self.decimal
         var out: [SealEntry] = []
         out.reserveCapacity(end / 140)
         var at = firstEnd

@@ -98,7 +98,7 @@ public enum DaemonFork {
     public static func reap(_ pid: Int32) -> Int32 {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return Subprocess.exitCode(waitStatus: status)
     }
 
     /// Whether `pid` has ended (reaping it if so).

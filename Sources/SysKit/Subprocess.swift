@@ -14,6 +14,11 @@ public enum Subprocess {
 
     /// Runs `argv[0]` (an absolute path) with `argv`. `environment`: name=value pairs (nil: this
     /// process's). Output (stdout and stderr) is appended to `outputFile` when given.
+    /// A waitpid status as a shell gives it: the exit status, or 128 + the signal that ended it.
+    public static func exitCode(waitStatus status: Int32) -> Int32 {
+        (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+
     public static func run(_ argv: [String], environment: [String]? = nil, directory: String? = nil,
                            outputFile: String? = nil, timeoutSeconds: Double? = nil) throws -> Result {
         precondition(!argv.isEmpty)
@@ -48,7 +53,6 @@ public enum Subprocess {
             }
             usleep(20_000)
         }
-        let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return Result(status: code, timedOut: timedOut, seconds: Double(ProcessControl.monotonicNs() - start) / 1e9)
+        return Result(status: exitCode(waitStatus: status), timedOut: timedOut, seconds: Double(ProcessControl.monotonicNs() - start) / 1e9)
     }
 }

@@ -38,19 +38,7 @@ func oldReadSeal(_ tree: MaterializedTree) -> [(entry: Int, ctimeNs: Int64, dige
     guard let bytes = try? FS.readFile(tree.path + ".seal") else { return nil }
     let lines = bytes.split(separator: 0x0a)
     guard let first = lines.first, String(decoding: first, as: UTF8.self).split(separator: " ").count >= 3 else { return nil }
-    func int(_ b: ArraySlice<UInt8>) -> Int64? {
-        var v: Int64 = 0, neg = false, any = false
-        for (k, c) in b.enumerated() {
-            if k == 0 && c == 0x2d { neg = true; continue }
-            guard c >= 0x30 && c <= 0x39 else { return nil }
-            let (m, o1) = v.multipliedReportingOverflow(by: 10)
-            let (a, o2) = m.addingReportingOverflow(Int64(c - 0x30))
-            guard !o1 && !o2 else { return nil }
-            v = a
-            any = true
-        }
-        return any ? (neg ? -v : v) : nil
-    }
+    let int = MaterializedTree.decimal
     var out: [(entry: Int, ctimeNs: Int64, digest: ArraySlice<UInt8>, key: ArraySlice<UInt8>)] = []
     out.reserveCapacity(lines.count)
     for l in lines.dropFirst() {
