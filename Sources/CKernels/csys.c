@@ -10,6 +10,7 @@
 #include <gnu/libc-version.h>
 #include <sys/xattr.h>
 #include <spawn.h>
+#include <pthread.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdatomic.h>
@@ -77,6 +78,30 @@ int envmount_spawn(const char *path, char *const argv[], char *const envp[], con
     if (rc == 0) *pid = (int)child;
     return rc;
 }
+
+int envmount_spawn_stdio(const char *path, char *const argv[], const int stdio[3], int *pid) {
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int rc = posix_spawn_file_actions_init(&fa);
+    if (rc != 0) return rc;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attr, 0);
+    for (int i = 0; i < 3 && rc == 0; i++)
+        rc = stdio[i] >= 0 ? posix_spawn_file_actions_adddup2(&fa, stdio[i], i)
+                           : posix_spawn_file_actions_addopen(&fa, i, "/dev/null", i == 0 ? O_RDONLY : O_WRONLY, 0);
+    if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+    pid_t child = 0;
+    if (rc == 0) rc = posix_spawn(&child, path, &fa, &attr, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (rc == 0) *pid = (int)child;
+    return rc;
+}
+
+int envmount_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int envmount_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
 
 int envmount_open_directory(const char *path) {
     return open(path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

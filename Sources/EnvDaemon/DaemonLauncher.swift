@@ -3,7 +3,6 @@
 // line READY on the child's stdout, which the child writes only once statfs on the mount point
 // shows the FUSE magic. The wait has a deadline that is enforced with poll(2): a daemon that
 // neither answers nor fails in time is killed, by its PID, and the user is told.
-import Foundation
 import Glibc
 import SysKit
 
@@ -20,21 +19,13 @@ enum DaemonLauncher {
     static func launch(executable: String, arguments: [String], input: [UInt8], deadline: Double) throws -> Int32 {
         // A child that exits without reading its input must not kill this process with SIGPIPE.
         ProcessControl.ignoreSIGPIPE()
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = arguments
-        let inPipe = Pipe(), out = Pipe(), err = Pipe()
-        p.standardInput = inPipe
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let pid = p.processIdentifier
+        let p = try Subprocess.start([executable] + arguments, stdin: .pipe, stdout: .pipe, stderr: .pipe)
+        let pid = p.pid
+        let inFD = p.input!, outFD = p.output!, errFD = p.errorOutput!
+        defer { outFD.close(); errFD.close() }
         // The description is small (a few KiB), far below a pipe's 64 KiB, so this cannot block.
-        let inFD = FileDescriptor(rawValue: inPipe.fileHandleForWriting.fileDescriptor)
         try? inFD.writeAll(input)
-        try? inPipe.fileHandleForWriting.close()
-        let outFD = FileDescriptor(rawValue: out.fileHandleForReading.fileDescriptor)
-        let errFD = FileDescriptor(rawValue: err.fileHandleForReading.fileDescriptor)
+        inFD.close()
         var seenOut: [UInt8] = [], seenErr: [UInt8] = []
         var outOpen = true, errOpen = true
         let end = ProcessControl.monotonicNs() + UInt64(deadline * 1e9)
@@ -58,22 +49,32 @@ enum DaemonLauncher {
             // Both closed: the child exited (or closed them) without READY.
             if !outOpen && !errOpen { break }
         }
-        if p.isRunning { _ = stop(p) } else { p.waitUntilExit() }
-        let msg = String(decoding: seenErr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            .replacingOccurrences(of: "envmount: ", with: "")
-        let status = p.isRunning ? "" : " (status \(p.terminationStatus))"
+        // Both pipes close as the child exits, a moment before it can be reaped: give it that
+        // moment (a child that closed them and runs on is stopped).
+        var ended = p.endedStatus()
+        let grace = ProcessControl.monotonicNs() + 500_000_000
+        while ended == nil && ProcessControl.monotonicNs() < grace {
+            usleep(5_000)
+            ended = p.endedStatus()
+        }
+        if ended == nil { _ = stop(p) }
+        // The status as Foundation's Process gave it: the exit status, or the signal's number.
+        let status = ended.map { s in " (status \((s & 0x7f) == 0 ? (s >> 8) & 0xff : s & 0x7f))" } ?? ""
+        let msg = String(decoding: seenErr, as: UTF8.self).trimmingWhitespace()
+            .replacing("envmount: ", with: "")
         throw Failed(description: msg.isEmpty ? "the mount daemon (pid \(pid)) exited before the mount answered\(status)" : msg)
     }
 
-    /// SIGTERM (libfuse then unmounts), SIGKILL after 3 s; says which it took.
-    static func stop(_ p: Process) -> String {
-        let pid = p.processIdentifier
-        kill(pid, SIGTERM)
+    /// SIGTERM (libfuse then unmounts), SIGKILL after 3 s; says which it took. Reaps the child.
+    static func stop(_ p: Subprocess.Child) -> String {
+        kill(p.pid, SIGTERM)
         let end = ProcessControl.monotonicNs() + 3_000_000_000
-        while p.isRunning && ProcessControl.monotonicNs() < end { usleep(20_000) }
-        if !p.isRunning { return "stopped it (SIGTERM)" }
-        kill(pid, SIGKILL)
-        p.waitUntilExit()
+        while ProcessControl.monotonicNs() < end {
+            if p.endedStatus() != nil { return "stopped it (SIGTERM)" }
+            usleep(20_000)
+        }
+        kill(p.pid, SIGKILL)
+        _ = p.waitForEnd()
         return "killed it (SIGKILL)"
     }
 }

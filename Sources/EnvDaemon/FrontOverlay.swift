@@ -1,6 +1,5 @@
 import EnvFetch
 import EnvFormat
-import Foundation
 import Glibc
 import Synchronization
 import SysKit
@@ -73,9 +72,7 @@ enum FrontOverlay {
         }
 
         func start() {
-            let t = Thread { [self] in run() }
-            t.name = "envmount-front-watch"
-            t.start()
+            DetachedThread.start(name: "em-front-watch") { [self] in run() }
         }
 
         func stop() { stopped.store(true, ordering: .relaxed) }

@@ -6,7 +6,7 @@ import EnvFetch
 import EnvFS
 import EnvFormat
 import EnvStore
-import Foundation
+import FoundationEssentials
 import FuseKit
 import Glibc
 import SysKit
@@ -248,7 +248,7 @@ public enum MountDaemon {
     static func userAllowOther(_ path: String) -> Bool {
         guard let b = try? FS.readFile(path) else { return false }
         return String(decoding: b, as: UTF8.self).split(separator: "\n")
-            .contains { $0.trimmingCharacters(in: .whitespaces) == "user_allow_other" }
+            .contains { $0.trimmingWhitespace(newlines: false) == "user_allow_other" }
     }
 
     /// Serves the mount in this process until it is unmounted or signalled.

@@ -3,7 +3,7 @@ import EnvFetch
 import EnvFS
 import EnvFormat
 import EnvStore
-import Foundation
+import FoundationEssentials
 import FuseKit
 import Glibc
 import Synchronization

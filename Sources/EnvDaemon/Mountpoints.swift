@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 import SysKit
 
@@ -32,16 +32,16 @@ public enum Mountpoints {
 
     /// Runs `fusermount3 -u [-z] path`; returns its error output on failure.
     public static func fusermountUnmount(_ path: String, lazy: Bool) -> String? {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/fusermount3")
-        p.arguments = lazy ? ["-u", "-z", path] : ["-u", path]
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
-        do { try p.run() } catch { return "cannot run fusermount3: \(error) (install the fuse3 package)" }
-        p.waitUntilExit()
-        if p.terminationStatus == 0 { return nil }
-        let msg = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        return msg.trimmingCharacters(in: .whitespacesAndNewlines)
+        let p: Subprocess.Child
+        do { p = try Subprocess.start(["/bin/fusermount3"] + (lazy ? ["-u", "-z", path] : ["-u", path]), stderr: .pipe) } catch {
+            return "cannot run fusermount3: \(error) (install the fuse3 package)"
+        }
+        let errFD = p.errorOutput!
+        defer { errFD.close() }
+        // Read to the end first: a fusermount3 that wrote more than a pipe holds would block.
+        let said = (try? errFD.readAll()) ?? []
+        if Subprocess.exitCode(waitStatus: p.waitForEnd()) == 0 { return nil }
+        let msg = String(decoding: said, as: UTF8.self)
+        return msg.trimmingWhitespace()
     }
 }

@@ -2,7 +2,7 @@ import EnvCache
 import EnvFetch
 import EnvFS
 import EnvFormat
-import Foundation
+import FoundationEssentials
 import Glibc
 import Synchronization
 import SysKit
@@ -72,9 +72,7 @@ enum NativeServing {
     /// it waits for the cache's first scan).
     static func accountTrees(_ cache: ChunkCache) {
         guard cache.limit != nil else { return }
-        let t = Thread { cache.setOtherBytes(MaterializedTree.diskBytes(cacheDirectory: cache.directory)) }
-        t.name = "envmount-tree-bytes"
-        t.start()
+        DetachedThread.start(name: "em-tree-bytes") { cache.setOtherBytes(MaterializedTree.diskBytes(cacheDirectory: cache.directory)) }
     }
 
     /// Builds the relocation layer from what a FUSE mount at its path presents, through a
@@ -104,9 +102,7 @@ enum NativeServing {
         }
 
         func start() {
-            let t = Thread { [self] in run() }
-            t.name = "envmount-materialize"
-            t.start()
+            DetachedThread.start(name: "em-materialize") { [self] in run() }
         }
 
         func stop() { stopped.store(true, ordering: .relaxed) }

@@ -1,6 +1,5 @@
 import Dispatch
 import EnvFetch
-import Foundation
 import Synchronization
 import SysKit
 
@@ -17,7 +16,7 @@ final class ProfilePrefetch: Sendable {
     /// absence is an error; the implicit `default` may be absent.
     init(name: String, explicit: Bool, service: MountService) {
         known.enter()
-        let thread = Thread { [self] in
+        DetachedThread.start(name: "em-profile") { [self] in
             let result: (String, Bool)
             do {
                 let job = try service.warmProfile(name)
@@ -30,8 +29,6 @@ final class ProfilePrefetch: Sendable {
             outcome.withLock { $0 = result }
             known.leave()
         }
-        thread.name = "envmount-profile"
-        thread.start()
     }
 
     /// Logs the outcome as soon as it is known, without blocking the caller.

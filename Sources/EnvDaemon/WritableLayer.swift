@@ -1,5 +1,4 @@
 import EnvFormat
-import Foundation
 import Glibc
 import Synchronization
 import SysKit

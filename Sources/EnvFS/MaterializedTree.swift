@@ -25,7 +25,7 @@
 // directory (0700), and count as cache use.
 import EnvFetch
 import EnvFormat
-import Foundation
+import Dispatch
 import Glibc
 import Synchronization
 import SysKit
@@ -559,14 +559,14 @@ func blockingParallelFor(parts: Int, threads: Int, _ body: @escaping @Sendable (
     let done = DispatchGroup()
     for _ in 0..<max(1, min(threads, parts)) {
         done.enter()
-        Thread {
+        DetachedThread.start(name: "em-parallel") {
             while true {
                 let k = next.value.add(1, ordering: .relaxed).oldValue
                 if k >= parts { break }
                 body(k)
             }
             done.leave()
-        }.start()
+        }
     }
     done.wait()
 }

@@ -135,7 +135,7 @@ public struct RelocationLayer: Sendable {
             var lines = ["envmount-reloc 1 \(tree.id.hex) \(Hex.encode(mountpoint))"]
             for s in seal {
                 let i = Int(s.split(separator: " ")[1])!
-                lines.append(s.replacingOccurrences(of: "CTIME", with: String(try FS.lstat(finalPath(i)).ctimeNs)))
+                lines.append(s.replacing("CTIME", with: String(try FS.lstat(finalPath(i)).ctimeNs)))
             }
             for d in c.directories { lines.append("d \(d) \(try FS.lstat(finalPath(d)).ctimeNs)") }
             try FS.writeFileAtomically(sealPath, Array((lines.joined(separator: "\n") + "\n").utf8), mode: 0o600)

@@ -2,9 +2,10 @@
 // each blocking on one store request at a time, so the pool size is the number of transfers in
 // flight. Read-ahead is served before warm work; a demand read never waits in this queue (it
 // fetches on its own FUSE thread and joins a pool fetch of the same chunk if one is running).
-import Foundation
+import Dispatch
 import Synchronization
 import EnvFormat
+import SysKit
 
 /// A batch of chunks to fetch (a warm request or a profile), with progress for status and CLIs.
 public final class FetchJob: Sendable {
@@ -90,12 +91,10 @@ public final class FetchPool: Sendable {
         self.profileChunks = Mutex([UInt64](repeating: 0, count: manifest.chunks.count / 64 + 1))
         for i in 0..<threads {
             running.enter()
-            let t = Thread { [self] in
+            DetachedThread.start(name: "em-fetch-\(i)") { [self] in
                 defer { running.leave() }
                 self.work()
             }
-            t.name = "envmount-fetch-\(i)"
-            t.start()
         }
     }
 

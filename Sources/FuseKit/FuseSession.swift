@@ -1,5 +1,4 @@
 import CFuse
-import Foundation
 import Glibc
 import Synchronization
 import SysKit
@@ -157,7 +156,7 @@ public final class FuseSession {
 
     /// One line from what libfuse and fusermount3 wrote when the mount failed.
     static func classify(mountpoint: String, libfuseSaid: String) -> FuseMountError {
-        let lines = libfuseSaid.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let lines = libfuseSaid.split(separator: "\n").map { $0.trimmingWhitespace(newlines: false) }.filter { !$0.isEmpty }
         let said = lines.last ?? "no reason given"
         if said.contains("allow_other") {
             return FuseMountError(.refused, "fusermount3 refused allow_other: add user_allow_other to /etc/fuse.conf, or mount as root (\(said))")
@@ -197,7 +196,7 @@ public final class FuseSession {
         let mp = mountpoint
         let readAhead = context.takeUnretainedValue().config.readAheadKB
         let loopDone = LoopFlag()
-        let waiter = Thread { [loopDone] in
+        DetachedThread.start(name: "em-fuse-ready") { [loopDone] in
             // statfs reaches this session's loop, so the FUSE magic means the mount answers.
             // Until it shows, nothing is reported ready; the caller's deadline covers a hang.
             var pause: UInt32 = 2_000
@@ -211,7 +210,6 @@ public final class FuseSession {
                 pause = min(pause * 2, 100_000)
             }
         }
-        waiter.start()
         let cfg = fuse_loop_cfg_create()
         fuse_loop_cfg_set_max_threads(cfg, UInt32(context.takeUnretainedValue().config.maxThreads))
         fuse_loop_cfg_set_idle_threads(cfg, 16)

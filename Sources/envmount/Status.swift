@@ -1,6 +1,6 @@
 import ArgumentParser
 import EnvDaemon
-import Foundation
+import FoundationEssentials
 import SysKit
 
 struct Status: ParsableCommand {

@@ -1,7 +1,8 @@
 import ArgumentParser
 import EnvDaemon
 import EnvPython
-import Foundation
+import FoundationEssentials
+import Glibc
 import SysKit
 
 struct Warm: ParsableCommand {

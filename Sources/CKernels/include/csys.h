@@ -36,6 +36,17 @@ int envmount_flock_exclusive(int fd);
 int envmount_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
                    const char *outfile, int *pid);
 
+/// posix_spawn of `path` with `argv` (NULL-terminated) and this process's environment, the
+/// child's fd i (0, 1, 2) a dup of `stdio[i]`, or /dev/null where that is -1; every other
+/// descriptor closed in the child, which gets a process group of its own. 0 or an errno.
+int envmount_spawn_stdio(const char *path, char *const argv[], const int stdio[3], int *pid);
+
+/// pipe2(fds, O_CLOEXEC) (a GNU call the Swift Glibc module does not show). 0 or -1 and errno.
+int envmount_pipe_cloexec(int fds[2]);
+
+/// pthread_setname_np for the calling thread (at most 15 bytes). 0 or an errno.
+int envmount_set_thread_name(const char *name);
+
 /// What `envmount_stat_names` reports per name: `error` is 0 or the errno of its fstatat.
 struct envmount_name_stat {
     int64_t mtime_ns;

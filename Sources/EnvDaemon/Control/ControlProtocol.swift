@@ -3,7 +3,7 @@
 // serves a mount point through it. Requests and replies are enums, one case per operation with
 // its own payload, so a request cannot carry fields that mean nothing for its operation.
 import EnvFormat
-import Foundation
+import FoundationEssentials
 import SysKit
 
 public enum ControlRequest: Codable, Sendable, Equatable {

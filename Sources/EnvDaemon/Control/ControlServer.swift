@@ -2,7 +2,6 @@
 // one connection at a time, so no peer can make the daemon start threads; each connection has a
 // read and write timeout, so an idle peer holds a worker for at most `ioTimeout`; and a failing
 // accept (EMFILE, ENFILE, ENOMEM) backs off instead of spinning.
-import Foundation
 import Glibc
 import Synchronization
 import SysKit
@@ -31,9 +30,7 @@ final class ControlServer: Sendable {
         listener = try UnixSocket.listen(path)
         inode = (try? FS.lstat(path))?.inode
         for i in 0..<workers {
-            let t = Thread { [self] in serveLoop() }
-            t.name = "envmount-control-\(i)"
-            t.start()
+            DetachedThread.start(name: "em-control-\(i)") { [self] in serveLoop() }
         }
     }
 
