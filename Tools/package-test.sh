@@ -4,7 +4,8 @@
 # envpublish publishes a venv to a directory store, the packaged envmount mounts it, and the
 # venv's Python imports a package from the mount. Also checks `--version`, the tarball's and the
 # .deb's contents, and that every shared library the binaries need comes from a package in the
-# .deb's Depends (or from libc6, libgcc-s1, libstdc++6, which every Debian/Ubuntu has).
+# .deb's Depends (or from libc6, libgcc-s1, libstdc++6, which every Debian/Ubuntu has), and that
+# neither binary carries Foundation's ICU.
 # Needs root (unshare, FUSE). Prints the start-up time of `envmount --version`.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -35,6 +36,15 @@ for f in bin/envmount bin/envpublish README.md; do [ -f "$PKG/$f" ] || fail "$TA
 mkdir -p "$WORK/deb"
 dpkg-deb -x "$DEB" "$WORK/deb"
 for f in usr/bin/envmount usr/bin/envpublish usr/share/doc/envmount/README.md; do [ -f "$WORK/deb/$f" ] || fail "$DEB lacks $f"; done
+# No swift-corelibs Foundation, so no ICU: its data and code were ~45 MB of a 83 MB envmount,
+# paged in on every cold start (issue 11). The ICU data table is named icudt<version>, and
+# CoreFoundation's run loop comes with Foundation; neither string is in a binary without them.
+for bin in envmount envpublish; do
+    for marker in icudt CFRunLoop; do
+        ! grep -a -q "$marker" "$PKG/bin/$bin" \
+            || fail "$bin contains '$marker': something imports Foundation again (use FoundationEssentials; see README, Packaging)"
+    done
+done
 DEPENDS=$(dpkg-deb -f "$DEB" Depends)
 echo "package-test: Depends: $DEPENDS"
 
