@@ -176,6 +176,11 @@ public final class CurlClient: Sendable {
                 let name = String(line[..<colon])
                 let value = line[line.index(after: colon)...].trimmingCharacters(" \t\r\n")
                 st.headers.append((name: name, value: value))
+                // One allocation for the body instead of doubling as it arrives (bounded: the
+                // header is the server's word, not a promise).
+                if name.lowercased() == "content-length", let size = Int(value), size > 0 {
+                    st.body.reserveCapacity(min(size, 64 << 20))
+                }
             }
             return count
         }

@@ -261,7 +261,10 @@ public enum MountDaemon {
                                    describe: { [manifest] chunk in describeChunk(manifest, chunk) })
         let pool = FetchPool(fetcher: fetcher, manifest: manifest, threads: o.fetchThreads)
         let streamWindow = o.streamWindow(for: store.traits)
-        fetcher.onDemandMiss { [pool] k in pool.streamReadAhead(after: k, window: streamWindow) }
+        fetcher.onDemandMiss { [pool] k in
+            pool.follow(k)
+            pool.streamReadAhead(after: k, window: streamWindow)
+        }
         var ra = ReadAheadConfig()
         ra.maxChunks = o.readAheadChunks
         ra.initialChunks = min(2, o.readAheadChunks)

@@ -114,6 +114,7 @@ final class MountService: Sendable {
         info.fuseReadBytes = fuseOps.readBytes
         info.demandWaits = s.demandWaits.load(ordering: .relaxed)
         info.demandWaitSeconds = Double(s.demandWaitNs.load(ordering: .relaxed)) / 1e9
+        info.readerFollows = pool.stats.follows.load(ordering: .relaxed)
         let cpu = ProcessControl.cpuSeconds()
         info.cpuUserSeconds = cpu.user
         info.cpuSystemSeconds = cpu.system

@@ -31,8 +31,10 @@ public final class ChunkFetcher: Sendable {
     }
 
     private let flights = Mutex<[UInt32: Flight]>([:])
-    /// One bit per chunk: its cache entry has been hashed (or written) by this process.
-    private let verified: Mutex<[UInt64]>
+    /// Per chunk, when this process hashed (or wrote) its cache entry: seconds since `born`,
+    /// plus one; 0 for not yet.
+    private let verified: Mutex<[UInt32]>
+    private let born = monotonicNs()
     /// Chunks the cache had no room for (its file system full of other data, or every entry in
     /// use), held in memory up to `memoryLimit` bytes; see `MemoryChunks`.
     private let memoryChunks: Mutex<MemoryChunks>
@@ -62,18 +64,24 @@ public final class ChunkFetcher: Sendable {
         self.cache = cache
         self.chunks = manifest.chunks
         self.describe = describe
-        self.verified = Mutex([UInt64](repeating: 0, count: manifest.chunks.count / 64 + 1))
+        self.verified = Mutex([UInt32](repeating: 0, count: manifest.chunks.count))
     }
 
     /// Whether chunk `index`'s cache entry has been checked by this process.
     public func isVerified(_ index: UInt32) -> Bool {
-        verified.withLock { $0[Int(index >> 6)] & (1 << UInt64(index & 63)) != 0 }
+        verified.withLock { $0[Int(index)] != 0 }
+    }
+
+    /// Whether this process hashed or wrote chunk `index`'s cache entry in the last `seconds`:
+    /// its pages were read or written then, so they are most likely still in the page cache.
+    public func verifiedRecently(_ index: UInt32, within seconds: UInt32 = 30) -> Bool {
+        let now = UInt32((monotonicNs() - born) / 1_000_000_000) + 1
+        return verified.withLock { v in v[Int(index)] != 0 && now - v[Int(index)] <= seconds }
     }
 
     private func setVerified(_ index: UInt32, _ on: Bool) {
-        verified.withLock { v in
-            if on { v[Int(index >> 6)] |= 1 << UInt64(index & 63) } else { v[Int(index >> 6)] &= ~(1 << UInt64(index & 63)) }
-        }
+        let now = UInt32((monotonicNs() - born) / 1_000_000_000) + 1
+        verified.withLock { $0[Int(index)] = on ? now : 0 }
     }
 
     /// Where a chunk's bytes are: a cache file (the caller closes it), or memory when the cache

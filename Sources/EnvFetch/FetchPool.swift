@@ -2,6 +2,8 @@
 // each blocking on one store request at a time, so the pool size is the number of transfers in
 // flight. Read-ahead is served before warm work; a demand read never waits in this queue (it
 // fetches on its own FUSE thread and joins a pool fetch of the same chunk if one is running).
+// Warm and profile jobs follow the reader: a demand miss on one of their queued chunks moves
+// the job on to that chunk (`follow`).
 import Dispatch
 import Synchronization
 import EnvFormat
@@ -61,11 +63,50 @@ public final class FetchPool: Sendable {
 
     struct Item { var chunk: UInt32; var job: FetchJob? }
 
+    /// A job's chunks not yet handed to a worker: its list, in order, and the ranges of it still
+    /// to take, the first range first. A reader that misses a chunk of a range moves the rest of
+    /// that range to the front (`follow`).
+    struct JobQueue {
+        let job: FetchJob
+        let chunks: [UInt32]
+        /// Index in `chunks` of each chunk.
+        let position: [UInt32: Int]
+        var ranges: [Range<Int>]
+
+        init(job: FetchJob, chunks: [UInt32]) {
+            self.job = job
+            self.chunks = chunks
+            var position: [UInt32: Int] = [:]
+            position.reserveCapacity(chunks.count)
+            for (i, c) in chunks.enumerated() { position[c] = i }
+            self.position = position
+            ranges = chunks.isEmpty ? [] : [0..<chunks.count]
+        }
+
+        mutating func take() -> UInt32? {
+            guard let r = ranges.first else { return nil }
+            if r.count == 1 { ranges.removeFirst() } else { ranges[0] = r.lowerBound + 1..<r.upperBound }
+            return chunks[r.lowerBound]
+        }
+
+        /// A reader needs `chunk` now: when it is still to be taken, the chunks from it to the end
+        /// of its range go first, and those of the range before it go last. True when it moved.
+        mutating func follow(_ chunk: UInt32) -> Bool {
+            guard let p = position[chunk], let i = ranges.firstIndex(where: { $0.contains(p) }) else { return false }
+            let r = ranges[i]
+            if i == 0 && p == r.lowerBound { return false }
+            ranges.remove(at: i)
+            ranges.insert(p..<r.upperBound, at: 0)
+            if p > r.lowerBound { ranges.append(r.lowerBound..<p) }
+            return true
+        }
+    }
+
     struct Queues {
         var readAhead: [Item] = []
         var readAheadHead = 0
-        var warm: [Item] = []
-        var warmHead = 0
+        /// Jobs with chunks still to take, oldest first.
+        var pending: [JobQueue] = []
         var queuedReadAhead = Set<UInt32>()
         var jobs: [FetchJob] = []
         var nextJobID = 1
@@ -74,6 +115,8 @@ public final class FetchPool: Sendable {
 
     let fetcher: ChunkFetcher
     let chunkSizes: [UInt32]
+    /// How often a reader's miss moved a queued job (`follow`).
+    public let stats = PoolStats()
     private let queues = Mutex(Queues())
     private let available = DispatchSemaphore(value: 0)
     /// Entered by each worker thread while it runs: stop() waits on it, so no worker is still
@@ -113,6 +156,21 @@ public final class FetchPool: Sendable {
         readAhead((Int(k) + 1...end).map { UInt32($0) }.filter { !fetcher.isCached($0) })
     }
 
+    /// A reader missed chunk `k` (it is not cached and no worker has it): every queued job that
+    /// still holds `k` takes it and the chunks after it next, and leaves the ones it skipped for
+    /// last. A profile records every package a publish imported, in import order; a workload
+    /// that imports only some of them (`import torch` in a venv whose profile also imports
+    /// sympy and networkx first) would otherwise wait behind bytes it never reads. The reader's
+    /// misses show where in the order it is; a miss on a skipped chunk moves it back to the front.
+    public func follow(_ k: UInt32) {
+        let moved = queues.withLock { q -> Bool in
+            var moved = false
+            for i in q.pending.indices where q.pending[i].follow(k) { moved = true }
+            return moved
+        }
+        if moved { stats.follows.add(1, ordering: .relaxed) }
+    }
+
     /// Marks chunks as a profile's, before the profile is queued with `submit`.
     public func addProfile(_ chunks: [UInt32]) {
         profileChunks.withLock { bits in
@@ -149,7 +207,7 @@ public final class FetchPool: Sendable {
             let j = FetchJob(id: q.nextJobID, label: label, totalChunks: unique.count, totalBytes: bytes)
             q.nextJobID += 1
             q.jobs.append(j)
-            for c in unique { q.warm.append(Item(chunk: c, job: j)) }
+            if !unique.isEmpty { q.pending.append(JobQueue(job: j, chunks: unique)) }
             return j
         }
         for _ in unique { available.signal() }
@@ -181,11 +239,9 @@ public final class FetchPool: Sendable {
                 if q.readAheadHead > 4096 { q.readAhead.removeFirst(q.readAheadHead); q.readAheadHead = 0 }
                 return it
             }
-            if q.warmHead < q.warm.count {
-                let it = q.warm[q.warmHead]
-                q.warmHead += 1
-                if q.warmHead > 4096 { q.warm.removeFirst(q.warmHead); q.warmHead = 0 }
-                return it
+            while let first = q.pending.first {
+                if let c = q.pending[0].take() { return Item(chunk: c, job: first.job) }
+                q.pending.removeFirst()
             }
             return Item(chunk: UInt32.max, job: nil)   // a wake-up without work (stop)
         }
@@ -204,4 +260,10 @@ public final class FetchPool: Sendable {
             }
         }
     }
+}
+
+/// Counters of the pool, for status and tests.
+public final class PoolStats: Sendable {
+    /// Reader misses that moved a queued job to where the reader is (`follow`).
+    public let follows = Atomic<UInt64>(0)
 }

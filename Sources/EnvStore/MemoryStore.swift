@@ -13,6 +13,8 @@ public final class MemoryStore: ObjectStore {
         var unavailable = false
         var getDelayMicroseconds: UInt32 = 0
         var getsInFlight = 0
+        var gateClosed = false
+        var getLog: [String] = []
     }
 
     let state = Mutex(State())
@@ -39,6 +41,11 @@ public final class MemoryStore: ObjectStore {
     public func setGetDelay(microseconds: UInt32) { state.withLock { $0.getDelayMicroseconds = microseconds } }
     /// Gets started and not yet returned.
     public var getsInFlight: Int { state.withLock { $0.getsInFlight } }
+    /// While closed, every get waits (after counting itself in flight) until it opens: a test
+    /// can hold a fetch under way while it changes what is queued.
+    public func setGate(closed: Bool) { state.withLock { $0.gateClosed = closed } }
+    /// The keys of the gets that returned an object, in the order they did.
+    public var getLog: [String] { state.withLock { $0.getLog } }
 
     public func get(_ key: String) throws -> [UInt8] {
         let delay = state.withLock { s -> UInt32 in
@@ -47,10 +54,12 @@ public final class MemoryStore: ObjectStore {
         }
         defer { state.withLock { $0.getsInFlight -= 1 } }
         if delay > 0 { usleep(delay) }
+        while state.withLock({ $0.gateClosed }) { usleep(1_000) }
         return try state.withLock { s in
             if s.unavailable { throw StoreError.unavailable(key: key, store: description, detail: "store offline") }
             s.gets += 1
             guard let v = s.objects[key] else { throw StoreError.notFound(key: key, store: description) }
+            s.getLog.append(key)
             return v
         }
     }

@@ -64,7 +64,7 @@ struct Status: ParsableCommand {
                          + (s.fuseReadBytes.map { "; \(formatBytes($0)) read" } ?? ""))
         }
         if let n = s.demandWaits, let w = s.demandWaitSeconds, let u = s.cpuUserSeconds, let k = s.cpuSystemSeconds {
-            lines.append("  waits     \(n) reads waited \(String(format2: w)) s in all for chunk bytes; daemon CPU \(String(format2: u)) s user, \(String(format2: k)) s system")
+            lines.append("  waits     \(n) reads waited \(String(format2: w)) s in all for chunk bytes\(s.readerFollows.map { $0 > 0 ? " (queued fetches moved to the reader \($0) times)" : "" } ?? ""); daemon CPU \(String(format2: u)) s user, \(String(format2: k)) s system")
         }
         if let n = s.native {
             lines.insert("  native    \(n.files) \(n.partial ? "of \(n.totalFiles) " : "")files (\(formatBytes(n.bytes))) served by the kernel from \(n.tree); the daemon serves none of them"

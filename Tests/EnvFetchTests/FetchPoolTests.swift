@@ -101,6 +101,33 @@ final class FetchPoolTests: XCTestCase {
         XCTAssertFalse(fetcher.isCached(0))
     }
 
+    /// A reader's misses steer a queued job: it goes on from the chunk the reader missed, and
+    /// fetches the chunks it jumped over last, unless the reader misses one of those too. One
+    /// worker and a closed gate on the store make the order exact.
+    func testAJobFollowsTheReaderAndFetchesWhatItSkippedLast() {
+        let one = FetchPool(fetcher: fetcher, manifest: manifest, threads: 1)
+        defer { one.stop() }
+        let n = manifest.chunks.count
+        var index: [String: Int] = [:]
+        for (i, c) in manifest.chunks.enumerated() { index[c.id.objectKey] = i }
+        store.setGate(closed: true)
+        let job = one.submit(label: "profile", chunks: (0..<n).map { UInt32($0) })
+        waitUntil("the worker to be fetching chunk 0") { store.getsInFlight == 1 }
+        one.follow(0)                    // under way already: nothing to move
+        one.follow(UInt32(n - 4))        // the reader is near the end of the profile
+        one.follow(2)                    // ... and then misses one of the chunks it jumped over
+        one.follow(UInt32(n + 10))       // not in any job
+        XCTAssertEqual(one.stats.follows.load(ordering: .relaxed), 2)
+        store.setGate(closed: false)
+        waitUntil("the job to finish") { job.isFinished }
+        let order = store.getLog.compactMap { index[$0] }
+        XCTAssertEqual(order, [0] + Array(2..<n - 4) + Array(n - 4..<n) + [1],
+                       "from the reader's chunk on, then what was skipped; each chunk once")
+        XCTAssertEqual(job.doneChunks.load(ordering: .relaxed), n)
+        XCTAssertEqual(job.failedChunks.load(ordering: .relaxed), 0)
+        XCTAssertTrue((0..<n).allSatisfy { fetcher.isCached(UInt32($0)) })
+    }
+
     func testConcurrentFetchesOfOneChunkMakeOneRequest() {
         let fetcher = fetcher!
         DispatchQueue.concurrentPerform(iterations: 8) { _ in try? fetcher.fetch(5) }

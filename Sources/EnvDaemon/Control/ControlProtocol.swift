@@ -93,6 +93,8 @@ public struct StatusInfo: Codable, Sendable, Equatable {
     /// Reads that waited for chunk bytes (download or first-use hash), and their total wait.
     public var demandWaits: UInt64? = nil
     public var demandWaitSeconds: Double? = nil
+    /// Reader misses that moved a queued warm or profile job to where the reader was.
+    public var readerFollows: UInt64? = nil
     /// CPU time the daemon has used (all threads), in seconds.
     public var cpuUserSeconds: Double? = nil
     public var cpuSystemSeconds: Double? = nil
