@@ -14,10 +14,24 @@ public enum DetachedThread {
         init(name: String, body: @escaping @Sendable () -> Void) { self.name = name; self.body = body }
     }
 
+    /// The signals that stop a daemon: blocked in every detached thread, so the kernel delivers
+    /// them to a thread that can act on them (the FUSE loop's, where libfuse's handler ends the
+    /// loop). A SIGTERM that landed on a fetch or control thread set libfuse's exit flag while
+    /// the loop slept on, and the daemon stayed until the next request.
+    public static let stopSignals: [Int32] = [SIGTERM, SIGINT, SIGHUP]
+
     /// Starts a detached thread named `name` (cut to 15 bytes) that runs `body` and then ends.
     /// Like Foundation's `Thread`: default stack size, not joinable; a thread that cannot be
-    /// created stops the process, since a daemon without its workers would hang instead.
+    /// created stops the process, since a daemon without its workers would hang instead. The
+    /// thread starts with `stopSignals` blocked.
     public static func start(name: String, _ body: @escaping @Sendable () -> Void) {
+        // Blocked here around pthread_create, so the new thread inherits the mask from its first
+        // instruction; this thread's own mask is put back right after.
+        var block = sigset_t(), previous = sigset_t()
+        sigemptyset(&block)
+        for s in stopSignals { sigaddset(&block, s) }
+        pthread_sigmask(SIG_BLOCK, &block, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
         var attr = pthread_attr_t()
         pthread_attr_init(&attr)
         defer { pthread_attr_destroy(&attr) }

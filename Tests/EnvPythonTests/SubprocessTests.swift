@@ -78,6 +78,26 @@ final class SubprocessTests: XCTestCase {
         XCTAssertNotEqual(thread, pthread_self())
     }
 
+    /// The signals that stop a daemon are blocked in detached threads (the kernel then gives a
+    /// SIGTERM to the FUSE loop's thread), and the starting thread's mask is left as it was.
+    func testDetachedThreadsBlockTheStopSignals() {
+        @Sendable func blocked(_ s: Int32) -> Bool {
+            var current = sigset_t()
+            pthread_sigmask(SIG_BLOCK, nil, &current)
+            return sigismember(&current, s) == 1
+        }
+        let before = DetachedThread.stopSignals.map(blocked)
+        let done = DispatchSemaphore(value: 0)
+        let seen = Mutex<[Bool]>([])
+        DetachedThread.start(name: "em-test-mask") {
+            seen.withLock { $0 = DetachedThread.stopSignals.map(blocked) }
+            done.signal()
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
+        XCTAssertEqual(seen.withLock { $0 }, [true, true, true], "SIGTERM, SIGINT, SIGHUP blocked in the thread")
+        XCTAssertEqual(DetachedThread.stopSignals.map(blocked), before, "the caller's mask is unchanged")
+    }
+
     func testTrimmingWhitespaceAsFoundationDid() {
         XCTAssertEqual(" \t envmount: no\r\n\n".trimmingWhitespace(), "envmount: no")
         XCTAssertEqual("\u{a0}user_allow_other \r".trimmingWhitespace(newlines: false), "user_allow_other \r")
