@@ -58,45 +58,43 @@ int envmount_lsetxattr(const char *path, const char *name, const void *value, un
 }
 int envmount_flock_exclusive(int fd) { return flock(fd, LOCK_EX); }
 
-int envmount_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
-                   const char *outfile, int *pid) {
-    posix_spawn_file_actions_t fa;
+/// Spawns `path` in a process group of its own with the file actions `fa` set up so far (`rc`
+/// is their first failure, or 0), then frees them; the child's pid in `*pid`.
+static int spawn_in_own_group(const char *path, char *const argv[], char *const envp[],
+                              posix_spawn_file_actions_t *fa, int rc, int *pid) {
     posix_spawnattr_t attr;
-    int rc = posix_spawn_file_actions_init(&fa);
-    if (rc != 0) return rc;
     posix_spawnattr_init(&attr);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
     posix_spawnattr_setpgroup(&attr, 0);
-    if (cwd) rc = posix_spawn_file_actions_addchdir_np(&fa, cwd);
-    if (rc == 0) rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    if (rc == 0 && outfile) rc = posix_spawn_file_actions_addopen(&fa, 1, outfile, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (rc == 0 && outfile) rc = posix_spawn_file_actions_adddup2(&fa, 1, 2);
     pid_t child = 0;
-    if (rc == 0) rc = posix_spawn(&child, path, &fa, &attr, argv, envp ? envp : environ);
-    posix_spawn_file_actions_destroy(&fa);
+    if (rc == 0) rc = posix_spawn(&child, path, fa, &attr, argv, envp ? envp : environ);
+    posix_spawn_file_actions_destroy(fa);
     posix_spawnattr_destroy(&attr);
     if (rc == 0) *pid = (int)child;
     return rc;
 }
 
-int envmount_spawn_stdio(const char *path, char *const argv[], const int stdio[3], int *pid) {
+int envmount_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                   const char *outfile, int *pid) {
     posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
     int rc = posix_spawn_file_actions_init(&fa);
     if (rc != 0) return rc;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-    posix_spawnattr_setpgroup(&attr, 0);
+    if (cwd) rc = posix_spawn_file_actions_addchdir_np(&fa, cwd);
+    if (rc == 0) rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    if (rc == 0 && outfile) rc = posix_spawn_file_actions_addopen(&fa, 1, outfile, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (rc == 0 && outfile) rc = posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    return spawn_in_own_group(path, argv, envp, &fa, rc, pid);
+}
+
+int envmount_spawn_stdio(const char *path, char *const argv[], const int stdio[3], int *pid) {
+    posix_spawn_file_actions_t fa;
+    int rc = posix_spawn_file_actions_init(&fa);
+    if (rc != 0) return rc;
     for (int i = 0; i < 3 && rc == 0; i++)
         rc = stdio[i] >= 0 ? posix_spawn_file_actions_adddup2(&fa, stdio[i], i)
                            : posix_spawn_file_actions_addopen(&fa, i, "/dev/null", i == 0 ? O_RDONLY : O_WRONLY, 0);
     if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-    pid_t child = 0;
-    if (rc == 0) rc = posix_spawn(&child, path, &fa, &attr, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    if (rc == 0) *pid = (int)child;
-    return rc;
+    return spawn_in_own_group(path, argv, NULL, &fa, rc, pid);
 }
 
 int envmount_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }

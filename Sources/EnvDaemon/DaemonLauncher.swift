@@ -32,7 +32,7 @@ enum DaemonLauncher {
         while outOpen || errOpen {
             let now = ProcessControl.monotonicNs()
             if now >= end {
-                let how = stop(p)
+                let how = Subprocess.stop(p.pid)   // libfuse unmounts on SIGTERM
                 throw Failed(description: "the mount daemon (pid \(pid)) did not answer within \(Int(deadline)) s; \(how)", timedOut: true)
             }
             let wait = Int32(min((end - now) / 1_000_000 + 1, 1000))
@@ -57,24 +57,11 @@ enum DaemonLauncher {
             usleep(5_000)
             ended = p.endedStatus()
         }
-        if ended == nil { _ = stop(p) }
+        if ended == nil { _ = Subprocess.stop(p.pid) }
         // The status as Foundation's Process gave it: the exit status, or the signal's number.
         let status = ended.map { s in " (status \((s & 0x7f) == 0 ? (s >> 8) & 0xff : s & 0x7f))" } ?? ""
         let msg = String(decoding: seenErr, as: UTF8.self).trimmingWhitespace()
             .replacing("envmount: ", with: "")
         throw Failed(description: msg.isEmpty ? "the mount daemon (pid \(pid)) exited before the mount answered\(status)" : msg)
-    }
-
-    /// SIGTERM (libfuse then unmounts), SIGKILL after 3 s; says which it took. Reaps the child.
-    static func stop(_ p: Subprocess.Child) -> String {
-        kill(p.pid, SIGTERM)
-        let end = ProcessControl.monotonicNs() + 3_000_000_000
-        while ProcessControl.monotonicNs() < end {
-            if p.endedStatus() != nil { return "stopped it (SIGTERM)" }
-            usleep(20_000)
-        }
-        kill(p.pid, SIGKILL)
-        _ = p.waitForEnd()
-        return "killed it (SIGKILL)"
     }
 }

@@ -117,18 +117,7 @@ public enum MountDaemon {
             throw MountError(code == 0 ? "the mount daemon (pid \(child.pid)) exited before the mount answered"
                                        : "the mount daemon (pid \(child.pid)) was ended by signal \(code - 128) before the mount answered")
         case .timedOut:
-            kill(child.pid, SIGTERM)
-            var how = "stopped it (SIGTERM)"
-            let end = ProcessControl.monotonicNs() + 3_000_000_000
-            while !DaemonFork.hasEnded(child.pid) {
-                if ProcessControl.monotonicNs() >= end {
-                    kill(child.pid, SIGKILL)
-                    _ = DaemonFork.reap(child.pid)
-                    how = "killed it (SIGKILL)"
-                    break
-                }
-                usleep(20_000)
-            }
+            let how = Subprocess.stop(child.pid)
             detachStale(o.mountpoint)
             throw MountError("the mount daemon (pid \(child.pid)) did not answer within \(Int(readyDeadline)) s; \(how) (its log: \(o.logFile ?? "\(o.cacheDir ?? ChunkCache.defaultDirectory())/logs/"))")
         }

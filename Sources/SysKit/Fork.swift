@@ -101,9 +101,4 @@ public enum DaemonFork {
         return Subprocess.exitCode(waitStatus: status)
     }
 
-    /// Whether `pid` has ended (reaping it if so).
-    public static func hasEnded(_ pid: Int32) -> Bool {
-        var status: Int32 = 0
-        return waitpid(pid, &status, WNOHANG) == pid
-    }
 }

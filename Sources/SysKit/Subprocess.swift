@@ -58,6 +58,23 @@ public enum Subprocess {
 }
 
 extension Subprocess {
+    /// Stops child `pid` of this process: SIGTERM, up to `grace` seconds for it to end, then
+    /// SIGKILL; reaps it either way and says which it took (for the error that follows).
+    public static func stop(_ pid: Int32, grace: Double = 3) -> String {
+        kill(pid, SIGTERM)
+        let end = ProcessControl.monotonicNs() + UInt64(grace * 1e9)
+        var status: Int32 = 0
+        while ProcessControl.monotonicNs() < end {
+            if waitpid(pid, &status, WNOHANG) == pid { return "stopped it (SIGTERM)" }
+            usleep(20_000)
+        }
+        kill(pid, SIGKILL)
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return "killed it (SIGKILL)"
+    }
+}
+
+extension Subprocess {
     /// Where a started child's standard stream goes: /dev/null, or a pipe to this process.
     public enum Stream: Sendable { case null, pipe }
 
