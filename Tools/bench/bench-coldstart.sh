@@ -10,6 +10,8 @@
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "bench-coldstart.sh: must run as root (drop_caches, FUSE)" >&2; exit 1; }
 [ $# -ge 1 ] || { sed -n '2,9p' "$0"; exit 2; }
+[ -x /usr/bin/time ] && command -v bc >/dev/null \
+  || DEBIAN_FRONTEND=noninteractive apt-get install -y -q time bc >/dev/null
 REPS=${REPS:-5}
 W="${BENCH_DIR:-/var/tmp/envmount-bench}/coldstart"
 rm -rf "$W"; mkdir -p "$W"
