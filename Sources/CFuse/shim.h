@@ -23,6 +23,23 @@ static inline int cfuse_reply_fd(fuse_req_t req, int fd, off_t pos, size_t size)
     return fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 }
 
+/// Puts `size` bytes of an inode's contents into the kernel's page cache at `offset`, from a
+/// file range (FUSE_NOTIFY_STORE; the kernel must already know the inode). 0 or -errno.
+static inline int cfuse_notify_store_fd(struct fuse_session *se, fuse_ino_t ino, off_t offset, int fd, off_t pos, size_t size) {
+    struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+    bv.buf[0].flags = (enum fuse_buf_flags)(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    bv.buf[0].fd = fd;
+    bv.buf[0].pos = pos;
+    return fuse_lowlevel_notify_store(se, ino, offset, &bv, FUSE_BUF_SPLICE_MOVE);
+}
+
+/// As cfuse_notify_store_fd, from memory.
+static inline int cfuse_notify_store_mem(struct fuse_session *se, fuse_ino_t ino, off_t offset, const void *bytes, size_t size) {
+    struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+    bv.buf[0].mem = (void *)bytes;
+    return fuse_lowlevel_notify_store(se, ino, offset, &bv, (enum fuse_buf_copy_flags)0);
+}
+
 static inline void cfuse_conn_tune(struct fuse_conn_info *conn, unsigned max_readahead) {
     conn->max_readahead = max_readahead;
     // Always READDIRPLUS (not the adaptive AUTO mode): a listing then carries every child's

@@ -317,6 +317,15 @@ public enum MountDaemon {
             pool.stop()
             throw MountError(e.description)
         }
+        // A FUSE-served mount that prefetches a profile fills the kernel's caches ahead of the
+        // workload (the names and small files of the profile).
+        let primer = o.primeKernel && !native
+            ? prefetch.map { p in
+                let primer = KernelPrimer(fs: fs, notifier: session.notifier, root: fuseMountpoint)
+                service.setPrimer(primer.stats)
+                p.whenQueued { job, chunks in primer.start(profile: chunks, fetcher: fetcher, jobFinished: { job.isFinished }) }
+                return primer
+            } : nil
         let env = opened.env, revision = opened.ref.revision, wantNative = nativeAllowed
         let overlayFailed = LayerFailure()
         PhaseMarks.mark("daemon: fuse mounted")
@@ -337,6 +346,7 @@ public enum MountDaemon {
                 }
             }
             PhaseMarks.mark("daemon: overlay mounted")
+            primer?.mounted()
             // The cache's count of its entries, put off until the mount answers.
             defer { cache.startScan() }
             overlayWatcher?.start()
@@ -372,6 +382,7 @@ public enum MountDaemon {
             }
         }, beforeUnmount: { if overlaid { EnvOverlay.unmount(at: mp) } })
         materializer.stop()
+        primer?.stop()
         overlayWatcher?.stop()
         service.stopControlSocket()
         pool.stop()

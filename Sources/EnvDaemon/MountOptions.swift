@@ -32,6 +32,9 @@ public struct MountOptions: Codable, Sendable, Equatable {
     public var splice = true
     /// Answer OPEN/OPENDIR with ENOSYS so the kernel stops sending them.
     public var zeroMessageOpen = true
+    /// While a profile is prefetched, fill the kernel's caches with its directories and small
+    /// files (KernelPrimer).
+    public var primeKernel = true
     public var fetchThreads = 16
     public var readAheadChunks = 16
     /// Chunks of the path-ordered stream fetched after a miss (nil: see `streamWindow(for:)`).

@@ -27,6 +27,7 @@ final class MountService: Sendable {
     let chunkIndex: [ChunkID: UInt32]
     private let controlServer = Mutex<ControlServer?>(nil)
     private let native = Mutex<NativeSummary?>(nil)
+    private let primer = Mutex<KernelPrimer.Stats?>(nil)
 
     init(mountpoint: String, opened: OpenedEnvironment, store: any ObjectStore, cache: ChunkCache,
          fs: EnvFilesystem, fetcher: ChunkFetcher, pool: FetchPool, recorder: AccessRecorder,
@@ -51,6 +52,7 @@ final class MountService: Sendable {
 
     /// What the kernel serves natively at this mount (nil: everything goes through FUSE).
     func setNative(_ summary: NativeSummary?) { native.withLock { $0 = summary } }
+    func setPrimer(_ stats: KernelPrimer.Stats) { primer.withLock { $0 = stats } }
 
     /// Serves control requests on the mount's socket until `stopControlSocket`.
     func startControlSocket() throws {
@@ -112,6 +114,8 @@ final class MountService: Sendable {
         info.storeCheck = StoreCheck.ask(store, env: env, mounted: ref)
         info.fuseOps = fuseOps.snapshot
         info.fuseReadBytes = fuseOps.readBytes
+        info.fusePushedFiles = fuseOps.pushedFiles
+        info.fusePushedBytes = fuseOps.pushedBytes
         info.demandWaits = s.demandWaits.load(ordering: .relaxed)
         info.demandWaitSeconds = Double(s.demandWaitNs.load(ordering: .relaxed)) / 1e9
         info.readerFollows = pool.stats.follows.load(ordering: .relaxed)
@@ -119,6 +123,10 @@ final class MountService: Sendable {
         info.cpuUserSeconds = cpu.user
         info.cpuSystemSeconds = cpu.system
         info.native = native.withLock { $0 }
+        if let p = primer.withLock({ $0 }) {
+            info.primedDirectories = p.directories.load(ordering: .relaxed)
+            info.primerFinished = p.finished.load(ordering: .relaxed)
+        }
         if let u = cacheUsage, u.otherBytes > 0 { info.cacheTreeBytes = u.otherBytes }
         return info
     }
@@ -156,7 +164,10 @@ final class MountService: Sendable {
         return (key, order.count)
     }
 
-    func warmProfile(_ name: String) throws -> FetchJob {
+    func warmProfile(_ name: String) throws -> FetchJob { try queueProfile(name).job }
+
+    /// Queues profile `name`'s chunks; the job and the chunks (indices, in the profile's order).
+    func queueProfile(_ name: String) throws -> (job: FetchJob, chunks: [UInt32]) {
         let key = try profileKey(name)
         let bytes: [UInt8]
         do { bytes = try store.get(key) } catch let e as StoreError where e.isNotFound {
@@ -166,7 +177,7 @@ final class MountService: Sendable {
         guard p.manifest == ref.manifest else { throw MountError("profile \(key) was recorded for another manifest") }
         let chunks = p.chunks.compactMap { chunkIndex[$0] }
         pool.addProfile(chunks)
-        return pool.submit(label: "profile \(name)", chunks: chunks)
+        return (pool.submit(label: "profile \(name)", chunks: chunks), chunks)
     }
 }
 

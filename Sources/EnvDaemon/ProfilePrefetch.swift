@@ -10,6 +10,7 @@ import SysKit
 /// mount is READY (`logWhenKnown`), when the daemon's log is in place.
 final class ProfilePrefetch: Sendable {
     private let outcome = Mutex<(line: String, isError: Bool)?>(nil)
+    private let queued = Mutex<(job: FetchJob, chunks: [UInt32])?>(nil)
     private let known = DispatchGroup()
 
     /// Starts fetching profile `name`. `explicit`: the user named it (`--prefetch`), so its
@@ -19,7 +20,8 @@ final class ProfilePrefetch: Sendable {
         DetachedThread.start(name: "em-profile") { [self] in
             let result: (String, Bool)
             do {
-                let job = try service.warmProfile(name)
+                let (job, chunks) = try service.queueProfile(name)
+                queued.withLock { $0 = (job, chunks) }
                 result = ("prefetching profile \(name): \(job.totalChunks) chunks, \(formatBytes(job.totalBytes))", false)
             } catch let e as ProfileNotFound where !explicit {
                 result = ("no profile default for this revision: nothing prefetched (\(e))", false)
@@ -28,6 +30,14 @@ final class ProfilePrefetch: Sendable {
             }
             outcome.withLock { $0 = result }
             known.leave()
+        }
+    }
+
+    /// Calls `body` with the job and its chunks once the profile is queued (not if it was absent
+    /// or broken), without blocking the caller.
+    func whenQueued(_ body: @escaping @Sendable (FetchJob, [UInt32]) -> Void) {
+        known.notify(queue: .global()) { [self] in
+            if let q = queued.withLock({ $0 }) { body(q.job, q.chunks) }
         }
     }
 

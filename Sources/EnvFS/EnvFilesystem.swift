@@ -154,6 +154,21 @@ public final class EnvFilesystem: Sendable {
         return try readPublished(ino, offset: offset, size: size)
     }
 
+    /// The whole file, when it lies in one chunk that this process has verified and that is still
+    /// cached, so serving it waits for nothing; nil otherwise, and for relocated files (they are
+    /// assembled per read). Not recorded as an access: a profile holds what the workload read,
+    /// not what was offered to the kernel.
+    public func contentsAtHand(_ ino: UInt64) -> ReadResult? {
+        guard let i = try? index(ino) else { return nil }
+        let owner = Int(manifest.entries[i].owner)
+        let e = manifest.entries[owner]
+        guard e.kind == .regular, e.size > 0, e.count == 1, !(relocated?.has(owner) ?? false) else { return nil }
+        let span = manifest.spans[Int(e.first)]
+        guard span.chunk != Manifest.Span.zeros, UInt64(span.length) == e.size,
+              let fd = fetcher.openAtHand(span.chunk) else { return nil }
+        return .file(fd, offset: UInt64(span.offset), length: Int(e.size))
+    }
+
     /// The published bytes, copied out of a cache file when the read path answers with one.
     func publishedBytes(_ ino: UInt64, offset: UInt64, size: Int) throws(FSError) -> [UInt8] {
         switch try readPublished(ino, offset: offset, size: size) {

@@ -91,6 +91,14 @@ public final class ChunkFetcher: Sendable {
         case memory([UInt8])
     }
 
+    /// Chunk `index` from the cache when this process has verified it and it is still there;
+    /// nil rather than waiting for a download or a first-use hash.
+    public func openAtHand(_ index: UInt32) -> FileDescriptor? {
+        guard isVerified(index), let fd = try? cache.open(chunks[Int(index)].id) else { return nil }
+        stats.hits.add(1, ordering: .relaxed)
+        return fd
+    }
+
     /// Opens chunk `index` from the cache, fetching it first if needed.
     public func open(_ index: UInt32) throws(FSError) -> Source {
         let rec = chunks[Int(index)]

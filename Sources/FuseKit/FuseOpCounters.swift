@@ -16,11 +16,17 @@ public final class FuseOpCounters: Sendable {
 
     private let counts = Mutex([UInt64](repeating: 0, count: Op.allCases.count))
     private let bytesRead = Atomic<UInt64>(0)
+    private let filesPushed = Atomic<UInt64>(0)
+    private let bytesPushed = Atomic<UInt64>(0)
 
     public init() {}
 
     func count(_ op: Op, _ n: UInt64 = 1) { counts.withLock { $0[op.rawValue] &+= n } }
     func countReadBytes(_ n: Int) { bytesRead.add(UInt64(max(n, 0)), ordering: .relaxed) }
+    func countPush(_ n: Int) {
+        filesPushed.add(1, ordering: .relaxed)
+        bytesPushed.add(UInt64(max(n, 0)), ordering: .relaxed)
+    }
 
     /// Requests by operation name; operations never sent are left out.
     public var snapshot: [String: UInt64] {
@@ -34,6 +40,11 @@ public final class FuseOpCounters: Sendable {
 
     /// Bytes of file data the READ replies carried.
     public var readBytes: UInt64 { bytesRead.load(ordering: .relaxed) }
+
+    /// Files whose bytes were put into the kernel's page cache ahead of any read (FuseNotifier),
+    /// and those bytes: reads of them then need no READ request.
+    public var pushedFiles: UInt64 { filesPushed.load(ordering: .relaxed) }
+    public var pushedBytes: UInt64 { bytesPushed.load(ordering: .relaxed) }
 
     /// All requests counted.
     public var total: UInt64 { counts.withLock { $0.reduce(0, &+) } }

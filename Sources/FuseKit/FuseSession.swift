@@ -26,6 +26,9 @@ final class SessionContext: Sendable {
     let fs: any FuseFilesystem
     let config: FuseConfig
     let counters: FuseOpCounters
+    /// The session's address while it exists, 0 once it is being destroyed: notifications sent
+    /// from other threads hold this lock, so the session cannot go away under them.
+    let liveSession = Mutex<UInt>(0)
     init(fs: any FuseFilesystem, config: FuseConfig, counters: FuseOpCounters) {
         self.fs = fs; self.config = config; self.counters = counters
     }
@@ -62,6 +65,38 @@ public struct FuseMountError: Error, CustomStringConvertible, Sendable, Equatabl
     public init(_ cause: Cause, _ description: String) {
         self.cause = cause
         self.description = description
+    }
+}
+
+/// Sends notifications to the kernel for a session, from any thread; once the session is gone
+/// every call does nothing and says so.
+public struct FuseNotifier: Sendable {
+    let context: SessionContext
+
+    /// Puts `reply`'s bytes into the kernel's page cache as the contents of inode `ino` from
+    /// offset 0 (FUSE_NOTIFY_STORE), so that reads of them send no READ. The kernel must hold
+    /// the inode already (after a LOOKUP or a READDIRPLUS that named it); closes a `.file`
+    /// reply's descriptor. Whether the kernel took the bytes.
+    @discardableResult
+    public func store(ino: UInt64, _ reply: FuseReadReply) -> Bool {
+        let rc: Int32 = context.liveSession.withLock { address -> Int32 in
+            guard let se = OpaquePointer(bitPattern: address) else { return -ENOTCONN }
+            switch reply {
+            case let .bytes(b):
+                // SAFETY: the array outlives the call; libfuse copies the bytes into the message.
+                return b.withUnsafeBytes { p in cfuse_notify_store_mem(se, ino, 0, p.baseAddress, p.count) }
+            case let .file(fd, offset, length):
+                return cfuse_notify_store_fd(se, ino, 0, fd, off_t(offset), length)
+            }
+        }
+        switch reply {
+        case let .bytes(b):
+            if rc == 0 { context.counters.countPush(b.count) }
+        case let .file(fd, _, length):
+            Glibc.close(fd)
+            if rc == 0 { context.counters.countPush(length) }
+        }
+        return rc == 0
     }
 }
 
@@ -104,6 +139,7 @@ public final class FuseSession {
         }
         session = se
         context = retained
+        ctx.liveSession.withLock { $0 = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(se))) }
         guard fuse_set_signal_handlers(se) == 0 else {
             throw FuseMountError(.setup, "cannot install the FUSE signal handlers")
         }
@@ -114,7 +150,11 @@ public final class FuseSession {
         mounted = true
     }
 
+    /// Notifications for this session, usable from any thread while it lives.
+    public var notifier: FuseNotifier { FuseNotifier(context: context.takeUnretainedValue()) }
+
     deinit {
+        context.takeUnretainedValue().liveSession.withLock { $0 = 0 }
         if mounted { fuse_session_unmount(session) }
         if handlersInstalled { fuse_remove_signal_handlers(session) }
         fuse_session_destroy(session)

@@ -53,6 +53,9 @@ struct Mount: ParsableCommand {
     @Flag(help: "Copy cached bytes through user space instead of splicing them (for measurements).")
     var noSplice = false
 
+    @Flag(help: "While the profile is prefetched, do not list its directories and put its small files into the kernel's caches ahead of the workload (for measurements).")
+    var noPrime = false
+
     @Flag(help: "Answer OPEN/OPENDIR (the kernel otherwise skips them after the first ENOSYS; for measurements).")
     var withOpen = false
 
@@ -104,6 +107,7 @@ struct Mount: ParsableCommand {
         o.keepCache = !noKeepCache
         o.splice = !noSplice
         o.zeroMessageOpen = !withOpen
+        o.primeKernel = !noPrime
         o.fetchThreads = fetchThreads
         o.readAheadChunks = readAheadChunks
         o.streamReadAhead = streamReadAhead

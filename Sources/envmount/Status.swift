@@ -61,7 +61,11 @@ struct Status: ParsableCommand {
         if let ops = s.fuseOps {
             let list = ops.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             lines.append("  fuse      \(ops.values.reduce(0, +)) requests (\(list.isEmpty ? "none yet" : list))"
-                         + (s.fuseReadBytes.map { "; \(formatBytes($0)) read" } ?? ""))
+                         + (s.fuseReadBytes.map { "; \(formatBytes($0)) read" } ?? "")
+                         + (s.fusePushedFiles.map { $0 > 0 ? "; \($0) files (\(formatBytes(s.fusePushedBytes ?? 0))) put into the page cache ahead of reads" : "" } ?? ""))
+            if let d = s.primedDirectories, let done = s.primerFinished {
+                lines.append("  primer    \(d) directories listed, \(s.fusePushedFiles ?? 0) files stored ahead of the workload\(done ? "; done" : "; under way")")
+            }
         }
         if let n = s.demandWaits, let w = s.demandWaitSeconds, let u = s.cpuUserSeconds, let k = s.cpuSystemSeconds {
             lines.append("  waits     \(n) reads waited \(String(format2: w)) s in all for chunk bytes\(s.readerFollows.map { $0 > 0 ? " (queued fetches moved to the reader \($0) times)" : "" } ?? ""); daemon CPU \(String(format2: u)) s user, \(String(format2: k)) s system")

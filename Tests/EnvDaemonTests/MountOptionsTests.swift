@@ -22,6 +22,7 @@ final class MountOptionsTests: XCTestCase {
         o.keepCache = false
         o.splice = false
         o.zeroMessageOpen = false
+        o.primeKernel = false
         o.fetchThreads = 3
         o.readAheadChunks = 0
         o.streamReadAhead = 9

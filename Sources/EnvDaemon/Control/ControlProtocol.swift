@@ -90,6 +90,13 @@ public struct StatusInfo: Codable, Sendable, Equatable {
     /// bytes READ replies carried.
     public var fuseOps: [String: UInt64]? = nil
     public var fuseReadBytes: UInt64? = nil
+    /// Files put into the kernel's page cache ahead of the workload (KernelPrimer), and their bytes.
+    public var fusePushedFiles: UInt64? = nil
+    public var fusePushedBytes: UInt64? = nil
+    /// Directories KernelPrimer listed through the mount, and whether it has gone through the
+    /// whole profile (absent: no primer on this mount).
+    public var primedDirectories: Int? = nil
+    public var primerFinished: Bool? = nil
     /// Reads that waited for chunk bytes (download or first-use hash), and their total wait.
     public var demandWaits: UInt64? = nil
     public var demandWaitSeconds: Double? = nil
