@@ -16,7 +16,8 @@ let package = Package(
         // C-facing layer: system libraries, the chunking kernel, and the Swift wrappers that are
         // the only places allowed to touch unsafe pointers.
         .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
-        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // Not linked: libcurl is loaded on first use (Sources/CCurl/include/ccurl.h says why).
+        .target(name: "CCurl"),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),

@@ -45,6 +45,12 @@ for bin in envmount envpublish; do
             || fail "$bin contains '$marker': something imports Foundation again (use FoundationEssentials; see README, Packaging)"
     done
 done
+# libcurl is loaded on first use (Sources/CCurl): linked, its ~25 libraries would load on every
+# cold start of every command (~27 ms here). The .deb still depends on libcurl4 for HTTP/S3.
+for bin in envmount envpublish; do
+    ! objdump -p "$PKG/bin/$bin" | grep -q 'NEEDED.*libcurl' \
+        || fail "$bin links libcurl: it must be loaded on first use (ccurl_load), not at exec"
+done
 DEPENDS=$(dpkg-deb -f "$DEB" Depends)
 echo "package-test: Depends: $DEPENDS"
 

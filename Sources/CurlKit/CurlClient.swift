@@ -1,8 +1,10 @@
 import CCurl
 import Synchronization
 
-/// libcurl is initialised once per process, before the first handle exists.
-private let curlGlobalInit: Bool = ccurl_global_init().rawValue == CURLE_OK.rawValue
+/// libcurl is loaded and initialised once per process, when the first client is made (a global
+/// is initialised on first use): commands that never reach an HTTP or S3 store never load it.
+/// nil once it is ready, else why it is not.
+private let curlLoadError: String? = ccurl_load().map { String(cString: $0) }
 
 /// One easy handle and its error buffer. Used by one thread at a time: a handle is either in the
 /// client's idle list or checked out by exactly one `perform`.
@@ -11,7 +13,7 @@ final class EasyHandle: @unchecked Sendable {
     let errorBuffer: UnsafeMutablePointer<CChar>
 
     init?(share: UnsafeMutableRawPointer?) {
-        guard let h = curl_easy_init() else { return nil }
+        guard let h = ccurl_easy_init() else { return nil }
         raw = h
         errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
         errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
@@ -19,7 +21,7 @@ final class EasyHandle: @unchecked Sendable {
     }
 
     deinit {
-        curl_easy_cleanup(raw)
+        ccurl_easy_cleanup(raw)
         errorBuffer.deallocate()
     }
 }
@@ -51,9 +53,8 @@ public final class CurlClient: Sendable {
     public static let shared = CurlClient()
 
     public init(settings: CurlSettings = CurlSettings()) {
-        precondition(curlGlobalInit, "curl_global_init failed")
         self.settings = settings
-        share = SharePointer(raw: ccurl_share_create(settings.shareConnections ? 1 : 0))
+        share = SharePointer(raw: curlLoadError == nil ? ccurl_share_create(settings.shareConnections ? 1 : 0) : nil)
     }
 
     /// Easy handles created so far (at most the peak number of concurrent callers).
@@ -63,10 +64,11 @@ public final class CurlClient: Sendable {
     public var requestCount: Int { requestsPerformed.load(ordering: .relaxed) }
 
     /// libcurl's version string, e.g. "libcurl/7.88.1 OpenSSL/3.0.19 …".
-    public static var version: String { String(cString: curl_version()) }
+    public static var version: String { curlLoadError ?? String(cString: ccurl_version()) }
 
     private func checkOut() throws(CurlError) -> EasyHandle {
         if let h = idle.withLock({ $0.popLast() }) { return h }
+        if let why = curlLoadError { throw CurlError(kind: .invalid, code: -1, message: why, url: "") }
         guard let h = EasyHandle(share: share.raw) else {
             throw CurlError(kind: .other, code: -1, message: "curl_easy_init failed", url: "")
         }
@@ -88,7 +90,7 @@ public final class CurlClient: Sendable {
         defer { checkIn(handle) }
         requestsPerformed.add(1, ordering: .relaxed)
         let h = handle.raw
-        curl_easy_reset(h)
+        ccurl_easy_reset(h)
         handle.errorBuffer[0] = 0
 
         var failed: CURLcode?
@@ -149,8 +151,8 @@ public final class CurlClient: Sendable {
             set(ccurl_setopt_str(h, CURLOPT_PASSWORD, s.secretKey))
         }
         var slist: UnsafeMutablePointer<curl_slist>?
-        for line in headerLines { slist = curl_slist_append(slist, line) }
-        defer { curl_slist_free_all(slist) }
+        for line in headerLines { slist = ccurl_slist_append(slist, line) }
+        defer { ccurl_slist_free_all(slist) }
         if slist != nil { set(ccurl_setopt_slist(h, CURLOPT_HTTPHEADER, slist)) }
 
         let state = TransferState()
@@ -192,10 +194,10 @@ public final class CurlClient: Sendable {
 
         if let failed {
             throw CurlError(kind: .invalid, code: Int(failed.rawValue),
-                            message: "setting up the request failed: " + String(cString: curl_easy_strerror(failed)), url: request.url)
+                            message: "setting up the request failed: " + String(cString: ccurl_easy_strerror(failed)), url: request.url)
         }
 
-        let rc = withExtendedLifetime(state) { curl_easy_perform(h) }
+        let rc = withExtendedLifetime(state) { ccurl_easy_perform(h) }
 
         var conns = 0
         _ = ccurl_getinfo_long(h, CURLINFO_NUM_CONNECTS, &conns)
@@ -203,7 +205,7 @@ public final class CurlClient: Sendable {
 
         if rc.rawValue != CURLE_OK.rawValue {
             let detail = String(cString: handle.errorBuffer)
-            let text = detail.isEmpty ? String(cString: curl_easy_strerror(rc)) : detail
+            let text = detail.isEmpty ? String(cString: ccurl_easy_strerror(rc)) : detail
             throw CurlError(kind: Self.classify(rc), code: Int(rc.rawValue), message: text, url: request.url)
         }
         var status = 0

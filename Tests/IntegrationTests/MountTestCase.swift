@@ -28,6 +28,12 @@ class MountTestCase: XCTestCase {
         h?.cleanUp()
     }
 
+    /// Whether process `pid` has a shared library whose file name contains `name` mapped.
+    func maps(_ pid: Int32, library name: String) throws -> Bool {
+        String(decoding: try FS.readFile("/proc/\(pid)/maps"), as: UTF8.self)
+            .split(separator: "\n").contains { $0.split(separator: "/").last?.contains(name) ?? false }
+    }
+
     /// `envmount status MOUNTPOINT --json`, the mount's object (fails the test on a non-zero exit).
     func status(_ mountpoint: String) throws -> [String: Any] {
         let r = try h.run("envmount", ["status", mountpoint, "--json"])

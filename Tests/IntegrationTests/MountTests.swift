@@ -16,6 +16,10 @@ final class MountTests: MountTestCase {
 
         let compared = try TreeFixture.assertSame(source: src, mount: mnt)
         XCTAssertGreaterThan(compared, 10_000)
+        // A directory store never needs HTTP: the daemon has not loaded libcurl (it is loaded on
+        // first use; RemoteMountTests sees an HTTP mount's daemon load it).
+        XCTAssertTrue(try maps(pid, library: "libfuse3"), "the check cannot see the daemon's libraries")
+        XCTAssertFalse(try maps(pid, library: "libcurl"), "a directory-store mount loaded libcurl")
 
         // The sparse file: its size, its data regions, and zeros in a hole, without reading 5 GiB.
         let sp = try FileDescriptor.open(mnt + "/" + TreeFixture.sparseName, O_RDONLY)

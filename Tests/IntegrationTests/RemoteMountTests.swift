@@ -83,7 +83,8 @@ final class RemoteMountTests: MountTestCase {
         let nginx = try NginxServer(serving: store)
         stops.append { nginx.stop() }
         let mnt = h.dir + "/mnt", cache = h.dir + "/cache"
-        try h.mount(nginx.url + "/", mnt, cache: cache, ["--env", "four", "--read-ahead-chunks", "0", "--stream-read-ahead", "64"])
+        let pid = try h.mount(nginx.url + "/", mnt, cache: cache, ["--env", "four", "--read-ahead-chunks", "0", "--stream-read-ahead", "64"])
+        XCTAssertTrue(try maps(pid, library: "libcurl"), "an HTTP mount's daemon did not load libcurl")
         // Read only the first 4 KiB of f0: one miss. The files after it in path order arrive anyway.
         let fd = try FileDescriptor.open(mnt + "/f0.bin", O_RDONLY)
         XCTAssertEqual(try fd.read(count: 4096, offset: 0), Array(try TreeFixture.readAll((src + "/f0.bin").pathBytes).prefix(4096)))
