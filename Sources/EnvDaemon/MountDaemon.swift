@@ -322,8 +322,11 @@ public enum MountDaemon {
         let primer = o.primeKernel && !native
             ? prefetch.map { p in
                 let primer = KernelPrimer(fs: fs, notifier: session.notifier, root: fuseMountpoint)
-                service.setPrimer(primer.stats)
-                p.whenQueued { job, chunks in primer.start(profile: chunks, fetcher: fetcher, jobFinished: { job.isFinished }) }
+                // Reported from when it has a profile to follow (none when the profile is absent).
+                p.whenQueued { job, chunks in
+                    service.setPrimer(primer.stats)
+                    primer.start(profile: chunks, fetcher: fetcher, jobFinished: { job.isFinished })
+                }
                 return primer
             } : nil
         let env = opened.env, revision = opened.ref.revision, wantNative = nativeAllowed

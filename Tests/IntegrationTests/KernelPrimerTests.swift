@@ -57,6 +57,8 @@ final class KernelPrimerTests: MountTestCase {
         let a = h.dir + "/mnt-a"
         try h.mount(store, a, cache: h.dir + "/cache-a")
         try workload(a, src, t)
+        let noProfile = try status(a)
+        XCTAssertNil(noProfile["primerFinished"], "no profile yet, so no primer: \(noProfile)")
         _ = try TreeFixture.readAll((a + "/" + t.big).pathBytes)
         let saved = try h.run("envmount", ["profile", "save", a, "default"])
         XCTAssertEqual(saved.status, 0, saved.stderr)
