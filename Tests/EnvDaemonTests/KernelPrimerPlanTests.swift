@@ -33,6 +33,19 @@ final class KernelPrimerPlanTests: XCTestCase {
         return try b.build(chunking: ChunkingParams(minSize: 64, avgSize: 1024, maxSize: 4096), sourcePath: [], metadata: [], chunks: table)
     }
 
+    func testTheExtensionSuffixIsTheOneTheTreesModulesUseMostOften() throws {
+        var b = ManifestBuilder()
+        _ = b.add(.init(parent: 0, name: [], kind: .directory, mode: 0o755, uid: 0, gid: 0, mtimeNs: 0, size: 0))
+        for n in ["a.cpython-311-x86_64-linux-gnu.so", "b.cpython-311-x86_64-linux-gnu.so", "c.cpython-310-x86_64-linux-gnu.so",
+                  "d.abi3.so", "libfoo.so", "e.cpython-311-x86_64-linux-gnu.so.txt"] {
+            _ = b.add(.init(parent: 0, name: Array(n.utf8), kind: .regular, mode: 0o644, uid: 0, gid: 0, mtimeNs: 0, size: 0))
+        }
+        let m = try b.build(chunking: ChunkingParams(minSize: 64, avgSize: 1024, maxSize: 4096), sourcePath: [], metadata: [], chunks: [])
+        XCTAssertEqual(KernelPrimer.extensionSuffix(m), ".cpython-311-x86_64-linux-gnu.so")
+        XCTAssertEqual(KernelPrimer.plan(m, profile: []).packageProbes.map { String(decoding: $0, as: UTF8.self) },
+                       ["__init__.cpython-311-x86_64-linux-gnu.so", "__init__.abi3.so", "__init__.so"])
+    }
+
     func testStoresSmallWholeNonSourceFilesPerChunkAndListsTheirDirectoriesAncestorsFirst() throws {
         let m = try manifest()
         func at(_ p: String) throws -> Int { try XCTUnwrap(m.resolve(Array(p.utf8)), p) }
@@ -50,6 +63,8 @@ final class KernelPrimerPlanTests: XCTestCase {
         let skipping = KernelPrimer.plan(m, profile: [1, 0], maxFileSize: 2000) { $0 == (try? at("pkg/big.so")) }
         XCTAssertEqual(skipping.files[0], [])
         XCTAssertEqual(skipping.directories, plan.directories, "a skipped file still has its directory listed")
+        XCTAssertEqual(plan.packageProbes.map { String(decoding: $0, as: UTF8.self) }, ["__init__.abi3.so", "__init__.so"],
+                       "no CPython extension module in the tree: only the generic suffixes")
         // A profile naming a chunk twice keeps its first position.
         XCTAssertEqual(KernelPrimer.plan(m, profile: [0, 1, 0], maxFileSize: 1000).files.map(\.count), [1, 0, 0])
     }
