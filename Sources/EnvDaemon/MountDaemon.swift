@@ -9,6 +9,7 @@ import EnvStore
 import FoundationEssentials
 import FuseKit
 import Glibc
+import Synchronization
 import SysKit
 
 /// What the parent hands its daemon on stdin: the options, filled in, and the ref it resolved,
@@ -331,6 +332,7 @@ public enum MountDaemon {
             } : nil
         let env = opened.env, revision = opened.ref.revision, wantNative = nativeAllowed
         let overlayFailed = LayerFailure()
+        let ourOverlay = Atomic<Int>(0)
         PhaseMarks.mark("daemon: fuse mounted")
         let materializer = NativeServing.Materializer(tree: tree, fetcher: fetcher, cache: cache, relocated: relocated, mountpoint: mp)
         let overlayWatcher = overlaid && layer == nil ? FrontOverlay.Watcher(mountpoint: mp, lower: fuseMountpoint) : nil
@@ -339,6 +341,7 @@ public enum MountDaemon {
             if overlaid {
                 do {
                     try EnvOverlay.mount(env: env, at: mp, lowers: lowers + [fuseMountpoint], layer: layer)
+                    ourOverlay.store(Mountpoints.find(mp)?.id ?? 0, ordering: .relaxed)
                     if let layer, (try? layer.readRecord()) == nil { try layer.writeRecord(record) }
                 } catch {
                     Console.error("envmount: \(error)")
@@ -383,7 +386,12 @@ public enum MountDaemon {
             } else if wantNative {
                 materializer.start()
             }
-        }, beforeUnmount: { if overlaid { EnvOverlay.unmount(at: mp) } })
+        }, beforeUnmount: {
+            // Only the overlay this daemon mounted: once `envmount unmount` has taken it down, a
+            // new mount may already have put its own at the same path.
+            let id = ourOverlay.load(ordering: .relaxed)
+            if overlaid && id != 0 { EnvOverlay.unmount(at: mp, id: id) }
+        })
         materializer.stop()
         primer?.stop()
         overlayWatcher?.stop()

@@ -186,9 +186,10 @@ public struct EnvOverlay: Sendable {
         }
     }
 
-    /// Unmounts the overlay at `mountpoint` if it is envmount's; detaches it when files are open.
-    public static func unmount(at mountpoint: String) {
-        guard let e = Mountpoints.find(mountpoint), EnvOverlay.of(e) != nil else { return }
+    /// Unmounts the overlay at `mountpoint` if it is envmount's (and, given `id`, that very
+    /// mount, not one a later mount put at the same path); detaches it when files are open.
+    public static func unmount(at mountpoint: String, id: Int? = nil) {
+        guard let e = Mountpoints.find(mountpoint), EnvOverlay.of(e) != nil, id == nil || e.id == id else { return }
         do { try FS.unmount(mountpoint) } catch { try? FS.lazyUnmount(mountpoint) }
     }
 }

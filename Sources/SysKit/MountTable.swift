@@ -4,6 +4,9 @@
 public enum MountTable {
     public struct Entry: Sendable, Equatable {
         public var mountpoint: String
+        /// The kernel's id of this mount (mountinfo's first field): a new mount at the same
+        /// path gets a new one.
+        public var id: Int = 0
         public var fsType: String
         public var source: String
         /// The file system's own options (for overlayfs: lowerdir, upperdir, workdir).
@@ -36,8 +39,10 @@ public enum MountTable {
         for line in text.split(separator: "\n") {
             let f = line.split(separator: " ", omittingEmptySubsequences: false)
             guard let dash = f.firstIndex(of: "-"), dash >= 6, f.count >= dash + 3 else { continue }
-            out.append(Entry(mountpoint: unescape(String(f[4])), fsType: String(f[dash + 1]), source: unescape(String(f[dash + 2])),
-                             superOptions: f.count > dash + 3 ? unescape(String(f[dash + 3])) : ""))
+            var e = Entry(mountpoint: unescape(String(f[4])), fsType: String(f[dash + 1]), source: unescape(String(f[dash + 2])),
+                          superOptions: f.count > dash + 3 ? unescape(String(f[dash + 3])) : "")
+            e.id = Int(f[0]) ?? 0
+            out.append(e)
         }
         return out
     }

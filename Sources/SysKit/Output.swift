@@ -26,6 +26,22 @@ public enum ProcessControl {
     public static func newSession() { _ = setsid() }
     public static var pid: Int32 { getpid() }
     public static func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || Glibc.errno == EPERM }
+    /// Whether `pid` is gone or a zombie (exited, not yet reaped by its parent).
+    public static func hasExited(_ pid: Int32) -> Bool {
+        guard isAlive(pid) else { return true }
+        guard let stat = try? FS.readFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")),
+              close + 2 < stat.count else { return false }
+        return stat[close + 2] == UInt8(ascii: "Z")
+    }
+    /// Polls until `pid` has exited (`hasExited`), at most `seconds`; whether it did.
+    public static func waitForExit(_ pid: Int32, seconds: Double) -> Bool {
+        let end = monotonicNs() + UInt64(seconds * 1e9)
+        while !hasExited(pid) {
+            if monotonicNs() > end { return false }
+            usleep(5_000)
+        }
+        return true
+    }
     public static func monotonicNs() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)

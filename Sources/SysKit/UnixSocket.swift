@@ -1,3 +1,4 @@
+import CKernels
 import Glibc
 
 /// Stream sockets in the file system (AF_UNIX), for the daemon's control channel.
@@ -36,6 +37,13 @@ public enum UnixSocket {
 
     public static func accept(_ listener: FileDescriptor) throws -> FileDescriptor {
         FileDescriptor(rawValue: try valueOrErrno("accept") { Glibc.accept(listener.rawValue, nil, nil) })
+    }
+
+    /// The process id of the peer of a connected socket (SO_PEERCRED), as of when it connected
+    /// or listened.
+    public static func peerPid(_ fd: FileDescriptor) -> Int32? {
+        let pid = envmount_peer_pid(fd.rawValue)
+        return pid > 0 ? pid : nil
     }
 
     public static func connect(_ path: String) throws -> FileDescriptor {

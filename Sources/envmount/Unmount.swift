@@ -7,18 +7,31 @@ struct Unmount: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Unmount an envmount mount point; its daemon then exits.")
 
+    /// Seconds `unmount` waits for the daemon to finish exiting once its mounts are gone.
+    static let daemonExitWait: Double = 10
+
     @Argument(help: "The mount point.")
     var mountpoint: String
 
     @Flag(help: "Detach now even if files are open (they stay readable until closed).")
     var lazy = false
 
+    /// Unmounts, then waits for the daemon to exit: it tears down what it mounted on its way out,
+    /// so a mount made at the same path right after must not meet it still at work.
     func run() throws {
         let mp = Mountpoints.absolute(mountpoint)
         guard let entry = Mountpoints.find(mp) else {
             Console.error("envmount: \(mp) is not mounted")
             throw ExitCode.failure
         }
+        let daemon = ControlClient.daemonPid(mp)
+        try unmount(mp, entry)
+        if let pid = daemon, !ProcessControl.waitForExit(pid, seconds: Self.daemonExitWait) {
+            Console.error("envmount: unmounted \(mp), but its daemon (pid \(pid)) is still running after \(Int(Self.daemonExitWait)) s")
+        }
+    }
+
+    func unmount(_ mp: String, _ entry: MountTable.Entry) throws {
         if let overlay = EnvOverlay.of(entry) {
             // A writable or native mount: the overlay first, then the FUSE mount under it (its daemon exits).
             do { try lazy ? FS.lazyUnmount(mp) : FS.unmount(mp) } catch let e as SystemError where e.errno == EBUSY {

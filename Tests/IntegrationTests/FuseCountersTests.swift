@@ -97,10 +97,17 @@ final class FuseCountersTests: MountTestCase {
 
         let r = try h.unmount(mnt)
         XCTAssertEqual(r.status, 0, r.stderr)
+        // `unmount` returns once the daemon has exited, so a mount made right after at the same
+        // path cannot meet it still tearing down (a late daemon used to unmount the new overlay).
+        XCTAssertTrue(ProcessControl.hasExited(pid), "daemon \(pid) still runs when unmount returns")
         XCTAssertFalse(Harness.isMounted(mnt))
         XCTAssertFalse(Harness.isMounted(fuseLower))
-        XCTAssertTrue(Harness.waitForExit(pid), "daemon \(pid) still runs after unmount")
         XCTAssertFalse(FS.exists(empty), "the empty top lower was left behind")
         XCTAssertFalse(FS.exists(fuseLower), "the hidden FUSE mount point was left behind")
+
+        try h.mount(store, mnt, cache: h.dir + "/cache", ["--read-ahead-chunks", "0"])
+        usleep(300_000)
+        XCTAssertEqual(MountTable.find(mnt)?.fsType, "overlay", "the new mount's overlay is gone")
+        XCTAssertEqual(try TreeFixture.readAll((mnt + "/pkg/data.bin").pathBytes), data)
     }
 }

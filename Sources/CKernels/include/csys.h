@@ -6,6 +6,9 @@
 #include <stdint.h>
 
 /// lseek whence values that need _GNU_SOURCE.
+/// The pid of a connected Unix socket's peer (SO_PEERCRED; struct ucred needs _GNU_SOURCE),
+/// or -1 with errno set.
+int envmount_peer_pid(int fd);
 int envmount_seek_data(void);
 int envmount_seek_hole(void);
 /// open(2) flag O_NOATIME (GNU): reading does not update the file's access time.

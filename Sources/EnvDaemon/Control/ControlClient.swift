@@ -41,6 +41,15 @@ public enum ControlClient {
         return reply
     }
 
+    /// The process id of the daemon serving `mountpoint`, from its control socket's peer
+    /// credentials (no request is sent); nil when no daemon answers there.
+    public static func daemonPid(_ mountpoint: String) -> Int32? {
+        if FS.exists(ControlPaths.directory()), (try? SecureDirectory.check(ControlPaths.directory())) == nil { return nil }
+        guard let fd = try? UnixSocket.connect(ControlPaths.socket(for: mountpoint)) else { return nil }
+        defer { fd.close() }
+        return UnixSocket.peerPid(fd)
+    }
+
     public static func status(_ mountpoint: String) throws -> StatusInfo {
         guard case let .status(s) = try send(mountpoint, .status) else { throw unexpected(mountpoint) }
         return s
