@@ -14,30 +14,26 @@ static inline void cfuse_fi_set_keep_cache(struct fuse_file_info *fi) { fi->keep
 static inline void cfuse_fi_set_cache_readdir(struct fuse_file_info *fi) { fi->cache_readdir = 1; }
 static inline int cfuse_fi_flags(const struct fuse_file_info *fi) { return fi->flags; }
 
-/// A one-buffer fd-backed bufvec for fuse_reply_data (FUSE_BUFVEC_INIT is a macro).
-static inline int cfuse_reply_fd(fuse_req_t req, int fd, off_t pos, size_t size) {
+/// A one-buffer bufvec over a file range (FUSE_BUFVEC_INIT is a macro).
+static inline struct fuse_bufvec cfuse_fd_bufvec(int fd, off_t pos, size_t size) {
     struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
     bv.buf[0].flags = (enum fuse_buf_flags)(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
     bv.buf[0].fd = fd;
     bv.buf[0].pos = pos;
+    return bv;
+}
+
+/// Replies to a READ with a file range, spliced where the kernel allows.
+static inline int cfuse_reply_fd(fuse_req_t req, int fd, off_t pos, size_t size) {
+    struct fuse_bufvec bv = cfuse_fd_bufvec(fd, pos, size);
     return fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 }
 
-/// Puts `size` bytes of an inode's contents into the kernel's page cache at `offset`, from a
-/// file range (FUSE_NOTIFY_STORE; the kernel must already know the inode). 0 or -errno.
+/// Puts a file range into the kernel's page cache as inode `ino`'s contents at `offset`
+/// (FUSE_NOTIFY_STORE; the kernel must already know the inode). 0 or -errno.
 static inline int cfuse_notify_store_fd(struct fuse_session *se, fuse_ino_t ino, off_t offset, int fd, off_t pos, size_t size) {
-    struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
-    bv.buf[0].flags = (enum fuse_buf_flags)(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-    bv.buf[0].fd = fd;
-    bv.buf[0].pos = pos;
+    struct fuse_bufvec bv = cfuse_fd_bufvec(fd, pos, size);
     return fuse_lowlevel_notify_store(se, ino, offset, &bv, FUSE_BUF_SPLICE_MOVE);
-}
-
-/// As cfuse_notify_store_fd, from memory.
-static inline int cfuse_notify_store_mem(struct fuse_session *se, fuse_ino_t ino, off_t offset, const void *bytes, size_t size) {
-    struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
-    bv.buf[0].mem = (void *)bytes;
-    return fuse_lowlevel_notify_store(se, ino, offset, &bv, (enum fuse_buf_copy_flags)0);
 }
 
 static inline void cfuse_conn_tune(struct fuse_conn_info *conn, unsigned max_readahead) {

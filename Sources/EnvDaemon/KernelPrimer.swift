@@ -44,8 +44,8 @@ final class KernelPrimer: Sendable {
     let stats = Stats()
 
     final class Stats: Sendable {
+        /// Directories listed; the files stored are FuseOpCounters.pushedFiles.
         let directories = Atomic<Int>(0)
-        let files = Atomic<Int>(0)
         /// Every directory is listed and every chunk of the profile gone through (or it stopped).
         let finished = Atomic<Bool>(false)
         /// Threads still at work: the storer and the listers.
@@ -164,12 +164,7 @@ final class KernelPrimer: Sendable {
                     let parent = Int(manifest.entries[i].parent)
                     guard waitFor({ listed.withLock { $0[parent] } }, orGiveUpWhen: { false }) else { return }
                     guard let r = fs.contentsAtHand(UInt64(i + 1)) else { continue }
-                    let reply: FuseReadReply
-                    switch r {
-                    case let .file(fd, off, len): reply = .file(fd: fd.rawValue, offset: off, length: len)
-                    case let .bytes(b): reply = .bytes(b)
-                    }
-                    if notifier.store(ino: UInt64(i + 1), reply) { stats.files.add(1, ordering: .relaxed) }
+                    notifier.store(ino: UInt64(i + 1), fd: r.fd.rawValue, offset: r.offset, length: r.length)
                 }
             }
         }

@@ -158,7 +158,7 @@ public final class EnvFilesystem: Sendable {
     /// cached, so serving it waits for nothing; nil otherwise, and for relocated files (they are
     /// assembled per read). Not recorded as an access: a profile holds what the workload read,
     /// not what was offered to the kernel.
-    public func contentsAtHand(_ ino: UInt64) -> ReadResult? {
+    public func contentsAtHand(_ ino: UInt64) -> (fd: FileDescriptor, offset: UInt64, length: Int)? {
         guard let i = try? index(ino) else { return nil }
         let owner = Int(manifest.entries[i].owner)
         let e = manifest.entries[owner]
@@ -166,7 +166,7 @@ public final class EnvFilesystem: Sendable {
         let span = manifest.spans[Int(e.first)]
         guard span.chunk != Manifest.Span.zeros, UInt64(span.length) == e.size,
               let fd = fetcher.openAtHand(span.chunk) else { return nil }
-        return .file(fd, offset: UInt64(span.offset), length: Int(e.size))
+        return (fd, UInt64(span.offset), Int(e.size))
     }
 
     /// The published bytes, copied out of a cache file when the read path answers with one.

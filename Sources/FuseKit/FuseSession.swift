@@ -73,29 +73,18 @@ public struct FuseMountError: Error, CustomStringConvertible, Sendable, Equatabl
 public struct FuseNotifier: Sendable {
     let context: SessionContext
 
-    /// Puts `reply`'s bytes into the kernel's page cache as the contents of inode `ino` from
-    /// offset 0 (FUSE_NOTIFY_STORE), so that reads of them send no READ. The kernel must hold
-    /// the inode already (after a LOOKUP or a READDIRPLUS that named it); closes a `.file`
-    /// reply's descriptor. Whether the kernel took the bytes.
+    /// Puts `length` bytes of `fd` at `offset` into the kernel's page cache as the contents of
+    /// inode `ino` from its start (FUSE_NOTIFY_STORE), so that reads of them send no READ. The
+    /// kernel must hold the inode already (after a LOOKUP or a READDIRPLUS that named it).
+    /// Closes `fd`. Whether the kernel took the bytes.
     @discardableResult
-    public func store(ino: UInt64, _ reply: FuseReadReply) -> Bool {
-        let rc: Int32 = context.liveSession.withLock { address -> Int32 in
+    public func store(ino: UInt64, fd: Int32, offset: UInt64, length: Int) -> Bool {
+        defer { Glibc.close(fd) }
+        let rc: Int32 = context.liveSession.withLock { address in
             guard let se = OpaquePointer(bitPattern: address) else { return -ENOTCONN }
-            switch reply {
-            case let .bytes(b):
-                // SAFETY: the array outlives the call; libfuse copies the bytes into the message.
-                return b.withUnsafeBytes { p in cfuse_notify_store_mem(se, ino, 0, p.baseAddress, p.count) }
-            case let .file(fd, offset, length):
-                return cfuse_notify_store_fd(se, ino, 0, fd, off_t(offset), length)
-            }
+            return cfuse_notify_store_fd(se, ino, 0, fd, off_t(offset), length)
         }
-        switch reply {
-        case let .bytes(b):
-            if rc == 0 { context.counters.countPush(b.count) }
-        case let .file(fd, _, length):
-            Glibc.close(fd)
-            if rc == 0 { context.counters.countPush(length) }
-        }
+        if rc == 0 { context.counters.countPush(length) }
         return rc == 0
     }
 }
