@@ -92,11 +92,11 @@ public final class ChunkFetcher: Sendable {
     }
 
     /// Chunk `index` from the cache when this process has verified it and it is still there;
-    /// nil rather than waiting for a download or a first-use hash.
+    /// nil rather than waiting for a download or a first-use hash. Not a cache hit (those count
+    /// reads served from the cache); the primer's stores are counted as pushed files.
     public func openAtHand(_ index: UInt32) -> FileDescriptor? {
-        guard isVerified(index), let fd = try? cache.open(chunks[Int(index)].id) else { return nil }
-        stats.hits.add(1, ordering: .relaxed)
-        return fd
+        guard isVerified(index) else { return nil }
+        return try? cache.open(chunks[Int(index)].id)
     }
 
     /// Opens chunk `index` from the cache, fetching it first if needed.
