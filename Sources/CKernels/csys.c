@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 extern char **environ;
 
@@ -183,4 +184,11 @@ int envmount_peer_pid(int fd) {
     socklen_t len = sizeof cred;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return -1;
     return cred.pid;
+}
+
+int envmount_page_cached(int fd, uint64_t offset) {
+    char byte;
+    struct iovec v = { &byte, 1 };
+    if (preadv2(fd, &v, 1, (off_t)offset, RWF_NOWAIT) >= 0) return 1;
+    return errno == EAGAIN ? 0 : -1;
 }

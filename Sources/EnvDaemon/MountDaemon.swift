@@ -287,14 +287,20 @@ public enum MountDaemon {
         PhaseMarks.mark("daemon: tree checked")
         let nativeSummary = native ? NativeServing.summary(tree, contents: treeContents, lowers: nativeLowers, relocated: relocated) : nil
         service.setNative(nativeSummary)
-        // A materialized tree serves every file from local disk: profile `default` would only
-        // re-read and re-hash cached chunks beside the workload (an explicit --prefetch is still
-        // honoured; a partial tree leaves files to FUSE, so it still prefetches). Started before
-        // the kernel mount, so the profile's chunks are under way by READY.
-        let skipDefault = nativeSummary?.partial == false && o.prefetch == nil && o.prefetchDefault
-        let prefetch = skipDefault ? nil : (o.prefetch ?? (o.prefetchDefault ? "default" : nil)).map {
+        // A complete materialized tree serves every file from local disk: prefetching the profile
+        // through the chunk cache would only re-read and re-hash cached chunks beside the
+        // workload. Its bytes are read ahead from the tree into the page cache instead, for a
+        // workload that starts with the page cache cold (NativeReadAhead). A partial tree leaves
+        // files to FUSE, so it does both. Started before the kernel mount, so the profile is
+        // under way by READY.
+        let skipChunkPrefetch = nativeSummary?.partial == false
+        let profileName = o.prefetch ?? (o.prefetchDefault ? "default" : nil)
+        let prefetch = skipChunkPrefetch ? nil : profileName.map {
             ProfilePrefetch(name: $0, explicit: o.prefetch != nil, service: service)
         }
+        let nativeReadAhead = native ? profileName.map { name in
+            NativeReadAhead.begin(profile: name, tree: tree, contents: treeContents, service: service)
+        } : nil
         // A plain root mount gets an overlay too, in front of FUSE (FrontOverlay): it keeps
         // Python's isatty IOCTLs away from the daemon.
         let frontWanted = layer == nil && !native && o.frontOverlay && ProcessControl.userID == 0
@@ -376,7 +382,7 @@ public enum MountDaemon {
             }
             Log.info("mounted \(env) revision \(revision) at \(mp), pid \(ProcessControl.pid)")
             for line in relocationLines(manifest, relocated, relocate: o.relocate, listLimit: .max) { Log.info(line) }
-            if skipDefault { Log.info("profile default not prefetched: every file is served natively") }
+            if skipChunkPrefetch, let p = profileName { Log.info("profile \(p) not prefetched through FUSE: every file is served natively (its bytes are read ahead from the tree)") }
             prefetch?.logWhenKnown()
             for note in treeNotes { Log.error(note) }
             if let why = frontUnavailable { Log.error("no overlay in front of the FUSE mount (\(why)); Python's isatty calls reach the daemon") }
@@ -394,6 +400,7 @@ public enum MountDaemon {
         })
         materializer.stop()
         primer?.stop()
+        nativeReadAhead?.stop()
         overlayWatcher?.stop()
         service.stopControlSocket()
         pool.stop()

@@ -28,6 +28,7 @@ final class MountService: Sendable {
     private let controlServer = Mutex<ControlServer?>(nil)
     private let native = Mutex<NativeSummary?>(nil)
     private let primer = Mutex<KernelPrimer.Stats?>(nil)
+    private let nativeReadAhead = Mutex<(profile: String, stats: NativeReadAhead.Stats)?>(nil)
 
     init(mountpoint: String, opened: OpenedEnvironment, store: any ObjectStore, cache: ChunkCache,
          fs: EnvFilesystem, fetcher: ChunkFetcher, pool: FetchPool, recorder: AccessRecorder,
@@ -53,6 +54,9 @@ final class MountService: Sendable {
     /// What the kernel serves natively at this mount (nil: everything goes through FUSE).
     func setNative(_ summary: NativeSummary?) { native.withLock { $0 = summary } }
     func setPrimer(_ stats: KernelPrimer.Stats) { primer.withLock { $0 = stats } }
+    func setNativeReadAhead(profile: String, _ stats: NativeReadAhead.Stats?) {
+        nativeReadAhead.withLock { $0 = stats.map { (profile, $0) } }
+    }
 
     /// Serves control requests on the mount's socket until `stopControlSocket`.
     func startControlSocket() throws {
@@ -127,6 +131,13 @@ final class MountService: Sendable {
             info.primedDirectories = p.directories.load(ordering: .relaxed)
             info.primerFinished = p.finished.load(ordering: .relaxed)
         }
+        if let r = nativeReadAhead.withLock({ $0 }) {
+            info.nativeReadAhead = NativeReadAheadInfo(profile: r.profile, files: r.stats.files.load(ordering: .relaxed),
+                                                       bytes: r.stats.bytes.load(ordering: .relaxed),
+                                                       plannedBytes: r.stats.plannedBytes.load(ordering: .relaxed),
+                                                       finished: r.stats.finished.load(ordering: .acquiring),
+                                                       alreadyCached: r.stats.alreadyCached.load(ordering: .relaxed))
+        }
         if let u = cacheUsage, u.otherBytes > 0 { info.cacheTreeBytes = u.otherBytes }
         return info
     }
@@ -168,6 +179,13 @@ final class MountService: Sendable {
 
     /// Queues profile `name`'s chunks; the job and the chunks (indices, in the profile's order).
     func queueProfile(_ name: String) throws -> (job: FetchJob, chunks: [UInt32]) {
+        let chunks = try profileChunks(name)
+        pool.addProfile(chunks)
+        return (pool.submit(label: "profile \(name)", chunks: chunks), chunks)
+    }
+
+    /// Profile `name`'s chunks (indices, in the profile's order), from the store.
+    func profileChunks(_ name: String) throws -> [UInt32] {
         let key = try profileKey(name)
         let bytes: [UInt8]
         do { bytes = try store.get(key) } catch let e as StoreError where e.isNotFound {
@@ -175,9 +193,7 @@ final class MountService: Sendable {
         }
         let p = try Profile.decode(bytes)
         guard p.manifest == ref.manifest else { throw MountError("profile \(key) was recorded for another manifest") }
-        let chunks = p.chunks.compactMap { chunkIndex[$0] }
-        pool.addProfile(chunks)
-        return (pool.submit(label: "profile \(name)", chunks: chunks), chunks)
+        return p.chunks.compactMap { chunkIndex[$0] }
     }
 }
 

@@ -118,6 +118,21 @@ public struct FileDescriptor: RawRepresentable, Sendable, Hashable {
         _ = posix_fadvise(rawValue, off_t(offset), off_t(length), POSIX_FADV_WILLNEED)
     }
 
+    /// Whether the page holding byte `offset` is in the page cache (asked without waiting on the
+    /// disk); nil where the file system cannot say.
+    public func isPageCached(at offset: UInt64) -> Bool? {
+        switch envmount_page_cached(rawValue, offset) {
+        case 1: return true
+        case 0: return false
+        default: return nil
+        }
+    }
+
+    /// Drops this file's clean pages from the page cache (`posix_fadvise(POSIX_FADV_DONTNEED)`).
+    public func dropCachedPages() {
+        _ = posix_fadvise(rawValue, 0, 0, POSIX_FADV_DONTNEED)
+    }
+
     public func dup2(to target: Int32) throws {
         _ = try valueOrErrno("dup2") { Glibc.dup2(rawValue, target) }
     }

@@ -78,6 +78,16 @@ extension ProcessControl {
         }
         return 0
     }
+
+    /// The memory the kernel says is available without swapping (`MemAvailable`), in bytes; nil
+    /// where /proc/meminfo does not say.
+    public static func availableMemoryBytes() -> UInt64? {
+        guard let s = try? FS.readFile("/proc/meminfo") else { return nil }
+        for line in String(decoding: s, as: UTF8.self).split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+            return UInt64(line.filter { $0.isNumber }).map { $0 * 1024 }
+        }
+        return nil
+    }
 }
 
 extension ProcessControl {

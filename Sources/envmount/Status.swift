@@ -73,7 +73,10 @@ struct Status: ParsableCommand {
         if let n = s.native {
             lines.insert("  native    \(n.files) \(n.partial ? "of \(n.totalFiles) " : "")files (\(formatBytes(n.bytes))) served by the kernel from \(n.tree); the daemon serves none of them"
                          + (n.partial ? "\n            a partial tree (--cache-size): the other files are served through FUSE" : "")
-                         + (n.relocationLayer.map { "\n            \(n.relocatedFiles) relocated files from \($0)" } ?? ""), at: 2)
+                         + (n.relocationLayer.map { "\n            \(n.relocatedFiles) relocated files from \($0)" } ?? "")
+                         + (s.nativeReadAhead.map { r in
+                             r.alreadyCached == true ? "\n            profile \(r.profile): its \(formatBytes(r.plannedBytes)) were in the page cache already; nothing read ahead"
+                                 : "\n            profile \(r.profile): \(r.files) files (\(formatBytes(r.bytes)) of \(formatBytes(r.plannedBytes))) read ahead into the page cache\(r.finished ? "; done" : "; under way")" } ?? ""), at: 2)
         } else if let t = s.nativeTree {
             lines.insert("  native    every file served by the kernel from \(t) (all \(formatBytes(s.totalBytes)); the daemon serves none)", at: 2)
         } else {

@@ -9,7 +9,9 @@ final class KernelPrimerPlanTests: XCTestCase {
 
     /// pkg/a.py X, pkg/__pycache__/a.cpython-311.pyc X, pkg/split.bin X+Y, pkg/big.so Y (1,500 B),
     /// pkg/empty (no span), other/c.pyc Z. Chunks in the table: X, Y, Z.
-    func manifest() throws -> Manifest {
+    func manifest() throws -> Manifest { try Self.manifest() }
+
+    static func manifest() throws -> Manifest {
         var b = ManifestBuilder()
         func dir(_ parent: Int, _ name: String) -> Int {
             b.add(.init(parent: parent, name: Array(name.utf8), kind: .directory, mode: 0o755, uid: 0, gid: 0, mtimeNs: 0, size: 0))
@@ -28,7 +30,7 @@ final class KernelPrimerPlanTests: XCTestCase {
         file(pkg, "empty", [])
         file(other, "c.pyc", [(2, 0, 10)])
         let table = [("X", 350), ("Y", 1550), ("Z", 10)].map {
-            Manifest.ChunkRecord(id: Self.id($0.0), rawSize: UInt32($0.1), storedSize: UInt32($0.1))
+            Manifest.ChunkRecord(id: id($0.0), rawSize: UInt32($0.1), storedSize: UInt32($0.1))
         }
         return try b.build(chunking: ChunkingParams(minSize: 64, avgSize: 1024, maxSize: 4096), sourcePath: [], metadata: [], chunks: table)
     }

@@ -130,6 +130,92 @@ final class NativeServingTests: MountTestCase {
         XCTAssertEqual(try h.unmount(mnt).status, 0)
     }
 
+    /// Bytes of `path` in the page cache (util-linux `fincore`).
+    func residentBytes(_ path: String) throws -> UInt64 {
+        let r = try h.run("/usr/bin/fincore", ["--bytes", "--noheadings", "--output", "RES", path])
+        XCTAssertEqual(r.status, 0, "fincore \(path): \(r.stderr)")
+        return try XCTUnwrap(UInt64(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "fincore said \(r.stdout)")
+    }
+
+    /// A native mount reads its profile's bytes ahead from the tree into the page cache (and
+    /// nothing else), so a workload started with the page cache cold does not wait on the disk one
+    /// read at a time; `--no-prefetch` reads nothing ahead.
+    func testANativeMountReadsItsProfileAheadFromTheTree() throws {
+        let src = h.dir + "/src", store = h.dir + "/store", mnt = h.dir + "/mnt", cache = h.dir + "/cache"
+        let hot = ["hot/a.bin", "hot/b.bin"], cold = "zcold/c.bin"
+        for d in ["hot", "zcold"] { try FS.makeDirectories(src + "/" + d) }
+        for (k, name) in hot.enumerated() { try writeFile((src + "/" + name).pathBytes, randomBytes(3 << 20, seed: UInt64(40 + k))) }
+        try writeFile((src + "/" + cold).pathBytes, randomBytes(12 << 20, seed: 42))
+        XCTAssertEqual(try h.publish(src, store, ["--env", "ra"]).status, 0)
+        // Profile `default`: the two hot files, read through FUSE.
+        try h.mount(store, mnt, cache: cache, ["--no-native", "--no-prefetch"])
+        for name in hot { _ = try TreeFixture.readAll((mnt + "/" + name).pathBytes) }
+        let saved = try h.run("envmount", ["profile", "save", mnt, "default"])
+        XCTAssertEqual(saved.status, 0, saved.stderr)
+        XCTAssertEqual(try h.unmount(mnt).status, 0)
+        try warmAndMaterialize(store, mnt, cache)
+        let trees = cache + "/v1/trees"
+        let tree = trees + "/" + (try XCTUnwrap(try FS.listDirectory(trees).first { !$0.contains(".") }))
+        func evict() throws {
+            for name in hot + [cold] {
+                let fd = try FileDescriptor.open(tree + "/" + name, O_RDONLY)
+                try fd.fsync()  // dirty pages (a tree just written) are not dropped
+                fd.dropCachedPages()
+                fd.close()
+                XCTAssertEqual(try residentBytes(tree + "/" + name), 0, "\(name) is still in the page cache")
+            }
+        }
+
+        // Best effort by design: memory pressure may evict what was read ahead before it is
+        // looked at, so a try that finds a hot file only partly resident is repeated (3 in all).
+        var misses: [String] = []
+        for _ in 0..<3 {
+            try evict()
+            try h.mount(store, mnt, cache: cache)
+            var ra: [String: Any] = [:]
+            let end = Date().addingTimeInterval(20)
+            repeat {
+                ra = try status(mnt)["nativeReadAhead"] as? [String: Any] ?? [:]
+                if ra["finished"] as? Bool == true { break }
+                usleep(50_000)
+            } while Date() < end
+            XCTAssertEqual(ra["profile"] as? String, "default", "\(ra)")
+            XCTAssertEqual(ra["finished"] as? Bool, true, "read-ahead not done within 20 s: \(ra)")
+            let planned = try XCTUnwrap(ra["plannedBytes"] as? Int)
+            XCTAssertEqual(ra["bytes"] as? Int, planned)
+            // The profile's chunks: both hot files, and of the cold file at most the chunk it
+            // shares with b.bin's end.
+            XCTAssertGreaterThanOrEqual(planned, 6 << 20)
+            XCTAssertLessThan(planned, 10 << 20, "read ahead beyond the profile: \(ra)")
+            misses = try hot.filter { try residentBytes(tree + "/" + $0) != 3 << 20 }
+            XCTAssertLessThan(try residentBytes(tree + "/" + cold), 6 << 20, "the cold file was read ahead")
+            XCTAssertEqual(try h.unmount(mnt).status, 0)
+            if misses.isEmpty { break }
+        }
+        XCTAssertEqual(misses, [], "profile files not in the page cache after the read-ahead")
+
+        // A second job on a warm machine: the profile's bytes are in the page cache, so nothing
+        // is read again.
+        try h.mount(store, mnt, cache: cache)
+        var again: [String: Any] = [:]
+        let end = Date().addingTimeInterval(20)
+        repeat {
+            again = try status(mnt)["nativeReadAhead"] as? [String: Any] ?? [:]
+            if again["finished"] as? Bool == true { break }
+            usleep(50_000)
+        } while Date() < end
+        XCTAssertEqual(again["alreadyCached"] as? Bool, true, "\(again)")
+        XCTAssertEqual(again["bytes"] as? Int, 0, "\(again)")
+        XCTAssertEqual(try h.unmount(mnt).status, 0)
+
+        try evict()
+        try h.mount(store, mnt, cache: cache, ["--no-prefetch"])
+        usleep(500_000)
+        XCTAssertNil(try status(mnt)["nativeReadAhead"], "--no-prefetch read ahead")
+        for name in hot { XCTAssertEqual(try residentBytes(tree + "/" + name), 0, name) }
+        XCTAssertEqual(try h.unmount(mnt).status, 0)
+    }
+
     /// Bytes of the regular files under `dir` (a file with several names counted once).
     static func diskBytes(_ dir: String) -> UInt64 {
         var seen = Set<UInt64>()

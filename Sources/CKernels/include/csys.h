@@ -9,6 +9,10 @@
 /// The pid of a connected Unix socket's peer (SO_PEERCRED; struct ucred needs _GNU_SOURCE),
 /// or -1 with errno set.
 int envmount_peer_pid(int fd);
+/// Whether the page of `fd` holding byte `offset` is in the page cache: a one-byte
+/// preadv2(RWF_NOWAIT), which never waits on the disk. 1 or 0; -1 with errno where the read
+/// fails otherwise (EOPNOTSUPP: a file system without non-blocking reads).
+int envmount_page_cached(int fd, uint64_t offset);
 int envmount_seek_data(void);
 int envmount_seek_hole(void);
 /// open(2) flag O_NOATIME (GNU): reading does not update the file's access time.

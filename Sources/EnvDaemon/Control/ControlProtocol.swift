@@ -97,6 +97,8 @@ public struct StatusInfo: Codable, Sendable, Equatable {
     /// whole profile (absent: no primer on this mount).
     public var primedDirectories: Int? = nil
     public var primerFinished: Bool? = nil
+    /// A native mount's read-ahead of its profile from the tree into the page cache.
+    public var nativeReadAhead: NativeReadAheadInfo? = nil
     /// Reads that waited for chunk bytes (download or first-use hash), and their total wait.
     public var demandWaits: UInt64? = nil
     public var demandWaitSeconds: Double? = nil
@@ -118,6 +120,18 @@ public struct NativeSummary: Codable, Sendable, Equatable {
     public var totalFiles: Int
     public var relocationLayer: String?
     public var relocatedFiles: Int
+}
+
+/// What a native mount has read ahead of its profile (`NativeReadAhead`): the files and bytes
+/// read into the page cache so far, of `plannedBytes`, or nothing when they were there already.
+public struct NativeReadAheadInfo: Codable, Sendable, Equatable {
+    public var profile: String
+    public var files: Int
+    public var bytes: UInt64
+    public var plannedBytes: UInt64
+    public var finished: Bool
+    /// A sample of the profile's ranges was in the page cache already: nothing was read.
+    public var alreadyCached: Bool? = nil
 }
 
 /// One request or reply as the line sent on the socket.

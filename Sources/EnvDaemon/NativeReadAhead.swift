@@ -1,0 +1,191 @@
+import EnvFetch
+import EnvFormat
+import EnvFS
+import Glibc
+import Synchronization
+import SysKit
+
+/// Reads a profile's bytes ahead from a native mount's materialized tree into the page cache,
+/// in the profile's order, on a few threads, while the workload starts.
+///
+/// A native mount is served by the kernel from local disk, so once the page cache is cold (a
+/// reboot, another job's data in between) the workload's imports wait on the disk one read at a
+/// time, exactly as they would from a local copy. The profile says which bytes they will read
+/// and in which order: reading those ahead, several at a time, is what `warm` does for a
+/// FUSE-served mount. Nothing is served from here: it only fills the page cache with the tree's
+/// own files (the tree the mount has just checked), so it cannot change what a reader sees.
+///
+/// Each thread asks for one range at a time (`posix_fadvise(WILLNEED)`, at most `pieceBytes`)
+/// and waits for it with a one-byte read of its last page, so the reads in flight stay at about
+/// one per thread and the workload's own reads are not queued behind the whole profile.
+final class NativeReadAhead: Sendable {
+    /// The reads wait on the disk, not the CPU: more threads than cores keep more in flight.
+    /// Cold small imports, alternating pairs: 8 threads 1.69 vs 1.90 s without (7 of 8 pairs
+    /// faster); 4 and 2 threads gained less.
+    static let threads = 8
+    static let pieceBytes: UInt64 = 4 << 20
+
+    /// Bytes of one file (manifest entry) to read ahead.
+    struct Range: Equatable, Sendable {
+        var entry: Int
+        var offset: UInt64
+        var length: UInt64
+    }
+
+    final class Stats: Sendable {
+        let files = Atomic<Int>(0)
+        let bytes = Atomic<UInt64>(0)
+        let plannedBytes = Atomic<UInt64>(0)
+        let finished = Atomic<Bool>(false)
+        /// The page cache held the profile's bytes already (a sample of its ranges): nothing read.
+        let alreadyCached = Atomic<Bool>(false)
+    }
+
+    /// Ranges looked at, spread over the plan, before reading anything: when the page cache
+    /// holds every one of them (a second job on a warm machine), the profile is taken as there
+    /// and nothing is read. Going through 5,372 cached files cost the small imports' daemon
+    /// ~35 ms of system CPU beside them on two cores.
+    static let sampleRanges = 32
+
+    let stats = Stats()
+    private let root: String
+    private let manifest: Manifest
+    private let stopped = Atomic<Bool>(false)
+
+    /// `root`: the materialized tree's directory.
+    init(root: String, manifest: Manifest) {
+        self.root = root
+        self.manifest = manifest
+    }
+
+    func stop() { stopped.store(true, ordering: .relaxed) }
+
+    /// The file ranges of a profile's chunks, in the order the profile first reads each chunk:
+    /// for every chunk, the bytes of each file lying in it (files for which `present` holds,
+    /// owners of their inode only), a file's ranges joined where they meet; at most `limit`
+    /// bytes in all.
+    static func plan(_ m: Manifest, profile chunks: [UInt32], present: (Int) -> Bool, limit: UInt64) -> [Range] {
+        var position = [Int32](repeating: -1, count: m.chunks.count)
+        for (p, c) in chunks.enumerated() where Int(c) < m.chunks.count && position[Int(c)] < 0 { position[Int(c)] = Int32(p) }
+        // Per profile position: (offset in the chunk, the file's range).
+        var perChunk = [[(UInt32, Range)]](repeating: [], count: chunks.count)
+        for i in m.entries.indices {
+            let e = m.entries[i]
+            guard e.kind == .regular, Int(e.owner) == i, e.size > 0, present(i) else { continue }
+            var offset: UInt64 = 0
+            for s in m.fileSpans(i) {
+                let span = m.spans[s]
+                defer { offset += UInt64(span.length) }
+                guard span.chunk != Manifest.Span.zeros, position[Int(span.chunk)] >= 0 else { continue }
+                perChunk[Int(position[Int(span.chunk)])].append((span.offset, Range(entry: i, offset: offset, length: UInt64(span.length))))
+            }
+        }
+        var out: [Range] = []
+        var lastOf: [Int: Int] = [:]
+        var total: UInt64 = 0
+        for group in perChunk {
+            for (_, r) in group.sorted(by: { $0.0 < $1.0 }) {
+                guard total < limit else { return out }
+                let r = Range(entry: r.entry, offset: r.offset, length: min(r.length, limit - total))
+                total += r.length
+                if let k = lastOf[r.entry], out[k].offset + out[k].length == r.offset {
+                    out[k].length += r.length
+                } else {
+                    lastOf[r.entry] = out.count
+                    out.append(r)
+                }
+            }
+        }
+        return out
+    }
+
+    /// At most half the memory available now: read-ahead must not push out what is running.
+    static func defaultLimit() -> UInt64 {
+        (ProcessControl.availableMemoryBytes() ?? (2 << 30)) / 2
+    }
+
+    private func path(_ r: Range) -> PathBytes { root.pathBytes + [UInt8(ascii: "/")] + manifest.path(r.entry) }
+
+    /// Whether the first and last pages of `sampleRanges` ranges spread over `ranges` are all in
+    /// the page cache.
+    func sampleIsCached(_ ranges: [Range]) -> Bool {
+        let step = max(1, ranges.count / Self.sampleRanges)
+        for k in stride(from: 0, to: ranges.count, by: step) {
+            let r = ranges[k]
+            guard let fd = try? FileDescriptor.open(path(r), O_RDONLY | O_NOFOLLOW) else { return false }
+            defer { fd.close() }
+            guard fd.isPageCached(at: r.offset) == true, fd.isPageCached(at: r.offset + r.length - 1) == true else { return false }
+        }
+        return true
+    }
+
+    /// Reads `ranges` ahead on `threads` threads, unless a sample of them is in the page cache
+    /// already; returns at once.
+    func start(_ ranges: [Range], threads: Int = threads) {
+        stats.plannedBytes.store(ranges.reduce(0) { $0 + $1.length }, ordering: .relaxed)
+        if !ranges.isEmpty && sampleIsCached(ranges) { stats.alreadyCached.store(true, ordering: .relaxed) }
+        guard !ranges.isEmpty, !stats.alreadyCached.load(ordering: .relaxed) else {
+            stats.finished.store(true, ordering: .releasing)
+            return
+        }
+        let next = Atomic<Int>(0)
+        let working = Atomic<Int>(min(threads, ranges.count))
+        let counted = Mutex(Set<Int>())
+        for n in 0..<min(threads, ranges.count) {
+            DetachedThread.start(name: "em-native-ra\(n)") { [self] in
+                defer {
+                    if working.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { stats.finished.store(true, ordering: .releasing) }
+                }
+                var probe = [UInt8](repeating: 0, count: 1)
+                while !stopped.load(ordering: .relaxed) {
+                    let k = next.add(1, ordering: .relaxed).oldValue
+                    guard k < ranges.count else { return }
+                    let r = ranges[k]
+                    guard let fd = try? FileDescriptor.open(path(r), O_RDONLY | O_NOFOLLOW) else { continue }
+                    defer { fd.close() }
+                    var at = r.offset
+                    let end = r.offset + r.length
+                    while at < end, !stopped.load(ordering: .relaxed) {
+                        let n = min(Self.pieceBytes, end - at)
+                        fd.willNeed(offset: at, length: n)
+                        // Waits for the piece: its last page is read with it.
+                        _ = try? fd.pread(into: &probe, at: 0, count: 1, offset: at + n - 1)
+                        at += n
+                        stats.bytes.add(n, ordering: .relaxed)
+                    }
+                    if counted.withLock({ $0.insert(r.entry).inserted }) { stats.files.add(1, ordering: .relaxed) }
+                }
+            }
+        }
+    }
+}
+
+extension NativeReadAhead {
+    /// Fetches profile `name` from the store on a thread of its own, then reads its bytes ahead
+    /// from `tree` (only the files a partial tree holds). An absent profile reads nothing.
+    static func begin(profile name: String, tree: MaterializedTree, contents: NativeServing.TreeContents?,
+                      service: MountService) -> NativeReadAhead {
+        let ra = NativeReadAhead(root: tree.path, manifest: tree.manifest)
+        // Reported (under way) from the start, so `status` never shows it done before it began;
+        // withdrawn when the store has no such profile.
+        service.setNativeReadAhead(profile: name, ra.stats)
+        DetachedThread.start(name: "em-native-profile") {
+            let chunks: [UInt32]
+            do { chunks = try service.profileChunks(name) } catch {
+                service.setNativeReadAhead(profile: name, nil)
+                if error is ProfileNotFound {
+                    Log.info("no profile \(name) for this revision: nothing read ahead from the tree")
+                } else {
+                    Log.error("cannot read profile \(name) ahead from the tree: \(error)")
+                }
+                return
+            }
+            let files = contents?.partial == true ? contents?.files : nil
+            let ranges = plan(tree.manifest, profile: chunks, present: { files?.contains($0) ?? true }, limit: defaultLimit())
+            ra.start(ranges)
+            let what = "profile \(name): \(ranges.count) ranges of the tree's files, \(formatBytes(ra.stats.plannedBytes.load(ordering: .relaxed)))"
+            Log.info(ra.stats.alreadyCached.load(ordering: .relaxed) ? "\(what), already in the page cache: nothing read ahead" : "reading \(what) ahead into the page cache")
+        }
+        return ra
+    }
+}
