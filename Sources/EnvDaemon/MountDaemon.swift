@@ -301,6 +301,8 @@ public enum MountDaemon {
         let nativeReadAhead = native ? profileName.map { name in
             NativeReadAhead.begin(profile: name, tree: tree, contents: treeContents, service: service)
         } : nil
+        let treeWarmer = skipChunkPrefetch ? NativeReadAhead(root: tree.path, manifest: manifest) : nil
+        if let treeWarmer { service.setTreeWarmer(treeWarmer) }
         // A plain root mount gets an overlay too, in front of FUSE (FrontOverlay): it keeps
         // Python's isatty IOCTLs away from the daemon.
         let frontWanted = layer == nil && !native && o.frontOverlay && ProcessControl.userID == 0
@@ -401,6 +403,7 @@ public enum MountDaemon {
         materializer.stop()
         primer?.stop()
         nativeReadAhead?.stop()
+        treeWarmer?.stop()
         overlayWatcher?.stop()
         service.stopControlSocket()
         pool.stop()

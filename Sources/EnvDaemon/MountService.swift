@@ -29,6 +29,7 @@ final class MountService: Sendable {
     private let native = Mutex<NativeSummary?>(nil)
     private let primer = Mutex<KernelPrimer.Stats?>(nil)
     private let nativeReadAhead = Mutex<(profile: String, stats: NativeReadAhead.Stats)?>(nil)
+    private let treeWarmer = Mutex<NativeReadAhead?>(nil)
 
     init(mountpoint: String, opened: OpenedEnvironment, store: any ObjectStore, cache: ChunkCache,
          fs: EnvFilesystem, fetcher: ChunkFetcher, pool: FetchPool, recorder: AccessRecorder,
@@ -54,6 +55,20 @@ final class MountService: Sendable {
     /// What the kernel serves natively at this mount (nil: everything goes through FUSE).
     func setNative(_ summary: NativeSummary?) { native.withLock { $0 = summary } }
     func setPrimer(_ stats: KernelPrimer.Stats) { primer.withLock { $0 = stats } }
+    /// A mount served from a complete tree warms the page cache from it (`warm`).
+    func setTreeWarmer(_ warmer: NativeReadAhead) { treeWarmer.withLock { $0 = warmer } }
+
+    /// A warm job: chunks fetched into the cache, or on a mount served from a complete tree (every
+    /// chunk on local disk already), the tree's files of those chunks read into the page cache.
+    func warm(label: String, chunks: [UInt32]) -> FetchJob {
+        guard let warmer = treeWarmer.withLock({ $0 }) else { return pool.submit(label: label, chunks: chunks) }
+        // Counted in the files' bytes (the chunks' raw size), which is what the page cache holds.
+        let size: @Sendable (UInt32) -> UInt64 = { [manifest] in UInt64(manifest.chunks[Int($0)].rawSize) }
+        let job = pool.track(label: "\(label) (page cache)", chunks: chunks, size: size)
+        warmer.warm(chunks: chunks, job: job, bytes: size, limit: NativeReadAhead.defaultLimit())
+        return job
+    }
+
     func setNativeReadAhead(profile: String, _ stats: NativeReadAhead.Stats?) {
         nativeReadAhead.withLock { $0 = stats.map { (profile, $0) } }
     }
@@ -74,11 +89,13 @@ final class MountService: Sendable {
                 return .status(status())
             case let .warm(paths, label):
                 let (chunks, missing) = chunksOf(paths: paths)
-                return .jobs([Self.info(pool.submit(label: label, chunks: chunks))], missing: missing)
+                return .jobs([Self.info(warm(label: label, chunks: chunks))], missing: missing)
             case .warmAll:
-                let job = pool.submit(label: "all", chunks: (0..<UInt32(manifest.chunks.count)).map { $0 })
-                return .jobs([Self.info(job)], missing: 0)
+                return .jobs([Self.info(warm(label: "all", chunks: (0..<UInt32(manifest.chunks.count)).map { $0 }))], missing: 0)
             case let .warmProfile(name):
+                if treeWarmer.withLock({ $0 }) != nil {
+                    return .jobs([Self.info(warm(label: "profile \(name)", chunks: try profileChunks(name)))], missing: 0)
+                }
                 return .jobs([Self.info(try warmProfile(name))], missing: 0)
             case let .jobs(ids):
                 let wanted = Set(ids)

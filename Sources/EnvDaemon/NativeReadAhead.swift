@@ -65,26 +65,11 @@ final class NativeReadAhead: Sendable {
     /// owners of their inode only), a file's ranges joined where they meet; at most `limit`
     /// bytes in all.
     static func plan(_ m: Manifest, profile chunks: [UInt32], present: (Int) -> Bool, limit: UInt64) -> [Range] {
-        var position = [Int32](repeating: -1, count: m.chunks.count)
-        for (p, c) in chunks.enumerated() where Int(c) < m.chunks.count && position[Int(c)] < 0 { position[Int(c)] = Int32(p) }
-        // Per profile position: (offset in the chunk, the file's range).
-        var perChunk = [[(UInt32, Range)]](repeating: [], count: chunks.count)
-        for i in m.entries.indices {
-            let e = m.entries[i]
-            guard e.kind == .regular, Int(e.owner) == i, e.size > 0, present(i) else { continue }
-            var offset: UInt64 = 0
-            for s in m.fileSpans(i) {
-                let span = m.spans[s]
-                defer { offset += UInt64(span.length) }
-                guard span.chunk != Manifest.Span.zeros, position[Int(span.chunk)] >= 0 else { continue }
-                perChunk[Int(position[Int(span.chunk)])].append((span.offset, Range(entry: i, offset: offset, length: UInt64(span.length))))
-            }
-        }
         var out: [Range] = []
         var lastOf: [Int: Int] = [:]
         var total: UInt64 = 0
-        for group in perChunk {
-            for (_, r) in group.sorted(by: { $0.0 < $1.0 }) {
+        for group in rangesByChunk(m, chunks: chunks, present: present) {
+            for r in group {
                 guard total < limit else { return out }
                 let r = Range(entry: r.entry, offset: r.offset, length: min(r.length, limit - total))
                 total += r.length
@@ -97,6 +82,50 @@ final class NativeReadAhead: Sendable {
             }
         }
         return out
+    }
+
+    /// Python sources that have their bytecode beside them (`pkg/mod.py` with
+    /// `pkg/__pycache__/mod.<tag>.pyc`): an import reads the bytecode and only stats the source,
+    /// so the profile's read-ahead leaves them out (they are 79 of the small venv's 403 MB).
+    static func sourcesWithBytecode(_ m: Manifest) -> Set<Int> {
+        struct Key: Hashable { var directory: Int; var stem: ArraySlice<UInt8> }
+        var compiled = Set<Key>()
+        let cacheName = Array("__pycache__".utf8), pyc = Array(".pyc".utf8), py = Array(".py".utf8)
+        for i in m.entries.indices where m.entries[i].kind == .regular {
+            let parent = Int(m.entries[i].parent)
+            let n = m.name(i)
+            guard parent != 0, n.count > pyc.count, n.suffix(pyc.count).elementsEqual(pyc),
+                  m.name(parent).elementsEqual(cacheName), let dot = n.firstIndex(of: UInt8(ascii: ".")) else { continue }
+            compiled.insert(Key(directory: Int(m.entries[parent].parent), stem: n[..<dot]))
+        }
+        var out = Set<Int>()
+        for i in m.entries.indices where m.entries[i].kind == .regular {
+            let n = m.name(i)
+            guard n.count > py.count, n.suffix(py.count).elementsEqual(py) else { continue }
+            if compiled.contains(Key(directory: Int(m.entries[i].parent), stem: n.dropLast(py.count))) { out.insert(i) }
+        }
+        return out
+    }
+
+    /// For each of `chunks` (the first time it is named; later ones get nothing), the ranges of
+    /// the files lying in it, in the chunk's order.
+    static func rangesByChunk(_ m: Manifest, chunks: [UInt32], present: (Int) -> Bool) -> [[Range]] {
+        var position = [Int32](repeating: -1, count: m.chunks.count)
+        for (p, c) in chunks.enumerated() where Int(c) < m.chunks.count && position[Int(c)] < 0 { position[Int(c)] = Int32(p) }
+        // Per position: (offset in the chunk, the file's range).
+        var perChunk = [[(UInt32, Range)]](repeating: [], count: chunks.count)
+        for i in m.entries.indices {
+            let e = m.entries[i]
+            guard e.kind == .regular, Int(e.owner) == i, e.size > 0, present(i) else { continue }
+            var offset: UInt64 = 0
+            for s in m.fileSpans(i) {
+                let span = m.spans[s]
+                defer { offset += UInt64(span.length) }
+                guard span.chunk != Manifest.Span.zeros, position[Int(span.chunk)] >= 0 else { continue }
+                perChunk[Int(position[Int(span.chunk)])].append((span.offset, Range(entry: i, offset: offset, length: UInt64(span.length))))
+            }
+        }
+        return perChunk.map { $0.sorted { $0.0 < $1.0 }.map(\.1) }
     }
 
     /// At most half the memory available now: read-ahead must not push out what is running.
@@ -119,6 +148,56 @@ final class NativeReadAhead: Sendable {
         return true
     }
 
+    /// Reads one range into the page cache unless its first and last pages are there already:
+    /// asks for it a piece at a time and waits for each (its last page is read with it). False
+    /// when the file cannot be opened.
+    private func read(_ r: Range) -> Bool {
+        guard let fd = try? FileDescriptor.open(path(r), O_RDONLY | O_NOFOLLOW) else { return false }
+        defer { fd.close() }
+        // Already there (a job before this one read it): nothing to ask for.
+        if fd.isPageCached(at: r.offset) == true && fd.isPageCached(at: r.offset + r.length - 1) == true { return true }
+        var probe = [UInt8](repeating: 0, count: 1)
+        var at = r.offset
+        let end = r.offset + r.length
+        while at < end, !stopped.load(ordering: .relaxed) {
+            let n = min(Self.pieceBytes, end - at)
+            fd.willNeed(offset: at, length: n)
+            _ = try? fd.pread(into: &probe, at: 0, count: 1, offset: at + n - 1)
+            at += n
+            stats.bytes.add(n, ordering: .relaxed)
+        }
+        return true
+    }
+
+    /// `envmount warm` on a mount served from a complete tree: every chunk is on local disk
+    /// already, so warming means the page cache. Reads the tree's files lying in each of
+    /// `chunks`, a chunk at a time on each of `threads` threads, and completes `job` per chunk
+    /// (`bytes(c)` each); past `limit` bytes the rest is completed unread (logged).
+    func warm(chunks: [UInt32], job: FetchJob, bytes: @escaping @Sendable (UInt32) -> UInt64, limit: UInt64, threads: Int = threads) {
+        var seen = Set<UInt32>()
+        let unique = chunks.filter { seen.insert($0).inserted }
+        let groups = Self.rangesByChunk(manifest, chunks: unique, present: { _ in true })
+        let next = Atomic<Int>(0)
+        let read = Atomic<UInt64>(0)
+        let capped = Atomic<Bool>(false)
+        for n in 0..<max(1, min(threads, unique.count)) {
+            DetachedThread.start(name: "em-native-warm\(n)") { [self] in
+                while true {
+                    let k = next.add(1, ordering: .relaxed).oldValue
+                    guard k < unique.count else { return }
+                    if stopped.load(ordering: .relaxed) || read.load(ordering: .relaxed) >= limit {
+                        if !stopped.load(ordering: .relaxed), !capped.exchange(true, ordering: .relaxed) {
+                            Log.info("warm \(job.label): stopped reading the tree into the page cache at \(formatBytes(limit)), half the memory available")
+                        }
+                    } else {
+                        for r in groups[k] where self.read(r) { read.add(r.length, ordering: .relaxed) }
+                    }
+                    job.complete(bytes: bytes(unique[k]), failed: nil)
+                }
+            }
+        }
+    }
+
     /// Reads `ranges` ahead on `threads` threads, unless a sample of them is in the page cache
     /// already; returns at once.
     func start(_ ranges: [Range], threads: Int = threads) {
@@ -136,23 +215,11 @@ final class NativeReadAhead: Sendable {
                 defer {
                     if working.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { stats.finished.store(true, ordering: .releasing) }
                 }
-                var probe = [UInt8](repeating: 0, count: 1)
                 while !stopped.load(ordering: .relaxed) {
                     let k = next.add(1, ordering: .relaxed).oldValue
                     guard k < ranges.count else { return }
                     let r = ranges[k]
-                    guard let fd = try? FileDescriptor.open(path(r), O_RDONLY | O_NOFOLLOW) else { continue }
-                    defer { fd.close() }
-                    var at = r.offset
-                    let end = r.offset + r.length
-                    while at < end, !stopped.load(ordering: .relaxed) {
-                        let n = min(Self.pieceBytes, end - at)
-                        fd.willNeed(offset: at, length: n)
-                        // Waits for the piece: its last page is read with it.
-                        _ = try? fd.pread(into: &probe, at: 0, count: 1, offset: at + n - 1)
-                        at += n
-                        stats.bytes.add(n, ordering: .relaxed)
-                    }
+                    guard read(r) else { continue }
                     if counted.withLock({ $0.insert(r.entry).inserted }) { stats.files.add(1, ordering: .relaxed) }
                 }
             }
@@ -181,7 +248,9 @@ extension NativeReadAhead {
                 return
             }
             let files = contents?.partial == true ? contents?.files : nil
-            let ranges = plan(tree.manifest, profile: chunks, present: { files?.contains($0) ?? true }, limit: defaultLimit())
+            let sources = sourcesWithBytecode(tree.manifest)
+            let ranges = plan(tree.manifest, profile: chunks, present: { !sources.contains($0) && (files?.contains($0) ?? true) },
+                              limit: defaultLimit())
             ra.start(ranges)
             let what = "profile \(name): \(ranges.count) ranges of the tree's files, \(formatBytes(ra.stats.plannedBytes.load(ordering: .relaxed)))"
             Log.info(ra.stats.alreadyCached.load(ordering: .relaxed) ? "\(what), already in the page cache: nothing read ahead" : "reading \(what) ahead into the page cache")

@@ -44,7 +44,8 @@ public final class FetchJob: Sendable {
         return f == 0 ? 0 : Double(monotonicNs() - f) / 1e9
     }
 
-    func complete(bytes: UInt64, failed: String?) {
+    /// One chunk of the job done (`bytes` of it), or failed with the reason.
+    public func complete(bytes: UInt64, failed: String?) {
         if let failed {
             failedChunks.add(1, ordering: .relaxed)
             lastError.withLock { $0 = failed }
@@ -212,6 +213,21 @@ public final class FetchPool: Sendable {
         }
         for _ in unique { available.signal() }
         return job
+    }
+
+    /// A job this pool lists with its own (`jobs`, the control socket's progress) but whose
+    /// chunks someone else does, calling `complete` for each with `size(chunk)`: a native
+    /// mount's `warm`, which reads its tree into the page cache instead of fetching chunks.
+    public func track(label: String, chunks: [UInt32], size: (UInt32) -> UInt64) -> FetchJob {
+        var seen = Set<UInt32>()
+        let unique = chunks.filter { seen.insert($0).inserted }
+        let bytes = unique.reduce(UInt64(0)) { $0 + size($1) }
+        return queues.withLock { q -> FetchJob in
+            let j = FetchJob(id: q.nextJobID, label: label, totalChunks: unique.count, totalBytes: bytes)
+            q.nextJobID += 1
+            q.jobs.append(j)
+            return j
+        }
     }
 
     public var jobs: [FetchJob] { queues.withLock { $0.jobs } }

@@ -39,4 +39,22 @@ final class NativeReadAheadPlanTests: XCTestCase {
         XCTAssertEqual(NativeReadAhead.plan(m, profile: [7], present: { _ in true }, limit: .max), [],
                        "a chunk index past the table is ignored")
     }
+
+    func testSourcesWithTheirBytecodeBesideThemAreLeftOut() throws {
+        var b = ManifestBuilder()
+        func add(_ parent: Int, _ name: String, _ kind: Manifest.Kind) -> Int {
+            b.add(.init(parent: parent, name: Array(name.utf8), kind: kind, mode: 0o644, uid: 0, gid: 0, mtimeNs: 0, size: 0))
+        }
+        _ = add(0, "", .directory)
+        let pkg = add(0, "pkg", .directory), other = add(0, "other", .directory)
+        let cache = add(pkg, "__pycache__", .directory), notCache = add(other, "cache", .directory)
+        _ = add(pkg, "a.py", .regular)
+        _ = add(pkg, "b.py", .regular)                       // no bytecode
+        _ = add(cache, "a.cpython-311.pyc", .regular)
+        _ = add(other, "c.py", .regular)                     // its .pyc is not in a __pycache__
+        _ = add(notCache, "c.cpython-311.pyc", .regular)
+        let m = try b.build(chunking: ChunkingParams(minSize: 64, avgSize: 1024, maxSize: 4096), sourcePath: [], metadata: [], chunks: [])
+        // (The builder orders entries its own way: find them by path.)
+        XCTAssertEqual(NativeReadAhead.sourcesWithBytecode(m), [try XCTUnwrap(m.resolve(Array("pkg/a.py".utf8)))])
+    }
 }
