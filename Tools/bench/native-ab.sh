@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Two sets of mount options (or two builds) side by side on a materialized tree: mount + the
+# workload, alternating A, B, A, B, … in one run, on the tree bench-native.sh left behind.
+#
+#   sudo B_OPTS=--no-prefetch Tools/bench/native-ab.sh                # the profile read-ahead, page cache dropped
+#   sudo DROP=0 B_OPTS=--no-prefetch Tools/bench/native-ab.sh         # the same, page cache kept (a second job)
+#   sudo VENV=large B_OPTS=--no-prefetch Tools/bench/native-ab.sh
+#   env: A, B (bin dirs; default the release build bench-native.sh measures), A_OPTS, B_OPTS,
+#        PAIRS=8, DROP=1 (drop the page cache before every run), VENV=small|large, BENCH_DIR
+#        (as bench-native.sh: small in /var/tmp/native-bench, large in /var/tmp/envmount-bench)
+#
+# Prints each pair (ms) and both medians, and how many pairs A was faster in. This VM's disk and
+# CPU move by ±20 % between minutes; pairs taken seconds apart are what compares.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+VENV=${VENV:-small}
+case "$VENV" in
+  small) W='import numpy, pandas, scipy.linalg, sklearn.linear_model'; BENCH_DIR=${BENCH_DIR:-/var/tmp/native-bench}; DIR=native ;;
+  large) W='import torch'; BENCH_DIR=${BENCH_DIR:-/var/tmp/envmount-bench}; DIR=native-large ;;
+  *) echo "native-ab.sh: VENV must be small or large" >&2; exit 2 ;;
+esac
+A=${A:-$REPO/.build-release/release}; B=${B:-$REPO/.build-release/release}
+PAIRS=${PAIRS:-8}; DROP=${DROP:-1}
+D="$BENCH_DIR/$DIR"; MNT="$D/mnt"
+[ "$(id -u)" = 0 ] || { echo "native-ab.sh: must run as root (drop_caches, overlayfs)" >&2; exit 1; }
+[ -d "$D/store" ] && [ -d "$D/cache/v1/trees" ] || { echo "native-ab.sh: no materialized tree in $D (run bench-native.sh with VENV=$VENV once)" >&2; exit 1; }
+cleanup() { mountpoint -q "$MNT" && "$A/envmount" unmount "$MNT" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+run() { # bin, options…
+  local bin=$1; shift
+  [ "$DROP" = 1 ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
+  local t0 t1; t0=$(date +%s%N)
+  # shellcheck disable=SC2068
+  "$bin/envmount" mount "$D/store" "$MNT" --env bench --cache-dir "$D/cache" $@ >/dev/null 2>&1
+  "$MNT/bin/python" -c "$W" >/dev/null 2>&1
+  t1=$(date +%s%N)
+  "$bin/envmount" unmount "$MNT" >/dev/null 2>&1; sleep 0.3
+  echo $(( (t1 - t0) / 1000000 ))
+}
+med() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+as=(); bs=(); wins=0
+for p in $(seq "$PAIRS"); do
+  a=$(run "$A" ${A_OPTS:-}); b=$(run "$B" ${B_OPTS:-})
+  as+=("$a"); bs+=("$b"); [ "$a" -lt "$b" ] && wins=$((wins + 1))
+  echo "pair $p: A $a ms, B $b ms"
+done
+echo "VENV=$VENV DROP=$DROP A_OPTS='${A_OPTS:-}' B_OPTS='${B_OPTS:-}': median A $(med "${as[@]}") ms, B $(med "${bs[@]}") ms; A faster in $wins of $PAIRS pairs"
