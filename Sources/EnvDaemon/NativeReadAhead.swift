@@ -172,26 +172,28 @@ final class NativeReadAhead: Sendable {
     /// `envmount warm` on a mount served from a complete tree: every chunk is on local disk
     /// already, so warming means the page cache. Reads the tree's files lying in each of
     /// `chunks`, a chunk at a time on each of `threads` threads, and completes `job` per chunk
-    /// (`bytes(c)` each); past `limit` bytes the rest is completed unread (logged).
+    /// (`bytes(c)` each); past `limit` bytes the rest is completed unread, counting 0 bytes
+    /// (logged).
     func warm(chunks: [UInt32], job: FetchJob, bytes: @escaping @Sendable (UInt32) -> UInt64, limit: UInt64, threads: Int = threads) {
         var seen = Set<UInt32>()
         let unique = chunks.filter { seen.insert($0).inserted }
         let groups = Self.rangesByChunk(manifest, chunks: unique, present: { _ in true })
         let next = Atomic<Int>(0)
-        let read = Atomic<UInt64>(0)
+        let done = Atomic<UInt64>(0)
         let capped = Atomic<Bool>(false)
         for n in 0..<max(1, min(threads, unique.count)) {
             DetachedThread.start(name: "em-native-warm\(n)") { [self] in
                 while true {
                     let k = next.add(1, ordering: .relaxed).oldValue
                     guard k < unique.count else { return }
-                    if stopped.load(ordering: .relaxed) || read.load(ordering: .relaxed) >= limit {
+                    guard !stopped.load(ordering: .relaxed), done.load(ordering: .relaxed) < limit else {
                         if !stopped.load(ordering: .relaxed), !capped.exchange(true, ordering: .relaxed) {
                             Log.info("warm \(job.label): stopped reading the tree into the page cache at \(formatBytes(limit)), half the memory available")
                         }
-                    } else {
-                        for r in groups[k] where self.read(r) { read.add(r.length, ordering: .relaxed) }
+                        job.complete(bytes: 0, failed: nil)
+                        continue
                     }
+                    for r in groups[k] where read(r) { done.add(r.length, ordering: .relaxed) }
                     job.complete(bytes: bytes(unique[k]), failed: nil)
                 }
             }

@@ -68,10 +68,10 @@ struct Mount: ParsableCommand {
     @Option(help: "Chunks of the path-ordered stream fetched after each chunk a reader misses (default: 32 for remote stores (s3://, http(s)://), 0 for a local directory, which has no latency to hide; off while a profile is prefetched).")
     var streamReadAhead: Int?
 
-    @Option(help: "Start fetching this recorded profile in the background once mounted (default: profile `default`, which envpublish records, when the store has one for this revision; see `envmount profile save`).")
+    @Option(help: "Start fetching this recorded profile in the background once mounted (default: profile `default`, which envpublish records, when the store has one for this revision; see `envmount profile save`). A mount served natively from a materialized tree reads the profile's files from the tree into the page cache instead.")
     var prefetch: String?
 
-    @Flag(help: "Do not prefetch profile `default`.")
+    @Flag(help: "Do not prefetch profile `default` (nor, on a native mount, read it ahead from the tree).")
     var noPrefetch = false
 
     @Flag(help: "Log every FUSE request (libfuse's debug output; with --foreground).")

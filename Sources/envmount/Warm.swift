@@ -17,7 +17,10 @@ struct Warm: ParsableCommand {
             --deps adds the installed requirements from its METADATA (Requires-Dist whose \
             environment markers apply; extras are not followed), recursively. \
             --profile fetches the chunks a recorded run read, in the order it read them; --all \
-            fetches everything, after which the mount works without the store.
+            fetches everything, after which the mount works without the store. On a mount \
+            served natively from a complete materialized tree every chunk is on local disk \
+            already: warm reads the tree's files of those chunks into the page cache instead \
+            (the job is labelled "(page cache)").
 
             Examples:
               envmount warm /opt/venv torch numpy
