@@ -137,6 +137,18 @@ final class NativeServingTests: MountTestCase {
         return try XCTUnwrap(UInt64(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "fincore said \(r.stdout)")
     }
 
+    /// `status`'s `nativeReadAhead` once it says finished (at most 20 s).
+    func readAheadOnceDone(_ mnt: String) throws -> [String: Any] {
+        var ra: [String: Any] = [:]
+        let end = Date().addingTimeInterval(20)
+        repeat {
+            ra = try status(mnt)["nativeReadAhead"] as? [String: Any] ?? [:]
+            if ra["finished"] as? Bool == true { break }
+            usleep(50_000)
+        } while Date() < end
+        return ra
+    }
+
     /// A native mount reads its profile's bytes ahead from the tree into the page cache (and
     /// nothing else), so a workload started with the page cache cold does not wait on the disk one
     /// read at a time; `--no-prefetch` reads nothing ahead, and `warm` reads the tree too.
@@ -172,13 +184,7 @@ final class NativeServingTests: MountTestCase {
         for _ in 0..<3 {
             try evict()
             try h.mount(store, mnt, cache: cache)
-            var ra: [String: Any] = [:]
-            let end = Date().addingTimeInterval(20)
-            repeat {
-                ra = try status(mnt)["nativeReadAhead"] as? [String: Any] ?? [:]
-                if ra["finished"] as? Bool == true { break }
-                usleep(50_000)
-            } while Date() < end
+            let ra = try readAheadOnceDone(mnt)
             XCTAssertEqual(ra["profile"] as? String, "default", "\(ra)")
             XCTAssertEqual(ra["finished"] as? Bool, true, "read-ahead not done within 20 s: \(ra)")
             let planned = try XCTUnwrap(ra["plannedBytes"] as? Int)
@@ -202,12 +208,7 @@ final class NativeServingTests: MountTestCase {
         for _ in 0..<3 {
             for name in hot { _ = try TreeFixture.readAll((tree + "/" + name).pathBytes) }
             try h.mount(store, mnt, cache: cache)
-            let end = Date().addingTimeInterval(20)
-            repeat {
-                again = try status(mnt)["nativeReadAhead"] as? [String: Any] ?? [:]
-                if again["finished"] as? Bool == true { break }
-                usleep(50_000)
-            } while Date() < end
+            again = try readAheadOnceDone(mnt)
             XCTAssertEqual(try h.unmount(mnt).status, 0)
             if again["alreadyCached"] as? Bool == true { break }
         }
