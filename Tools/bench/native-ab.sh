@@ -5,7 +5,8 @@
 #   sudo B_OPTS=--no-prefetch Tools/bench/native-ab.sh                # the profile read-ahead, page cache dropped
 #   sudo DROP=0 B_OPTS=--no-prefetch Tools/bench/native-ab.sh         # the same, page cache kept (a second job)
 #   sudo VENV=large B_OPTS=--no-prefetch Tools/bench/native-ab.sh
-#   env: A, B (bin dirs; default the release build bench-native.sh measures), A_OPTS, B_OPTS,
+#   sudo A=source DROP=0 Tools/bench/native-ab.sh                     # the source venv (no mount) against a native mount
+#   env: A, B (bin dirs, or `source`; default the release build bench-native.sh measures), A_OPTS, B_OPTS,
 #        PAIRS=8, DROP=1 (drop the page cache before every run), VENV=small|large, BENCH_DIR
 #        (as bench-native.sh: small in /var/tmp/native-bench, large in /var/tmp/envmount-bench)
 #
@@ -16,8 +17,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 VENV=${VENV:-small}
 case "$VENV" in
-  small) W='import numpy, pandas, scipy.linalg, sklearn.linear_model'; BENCH_DIR=${BENCH_DIR:-/var/tmp/native-bench}; DIR=native ;;
-  large) W='import torch'; BENCH_DIR=${BENCH_DIR:-/var/tmp/envmount-bench}; DIR=native-large ;;
+  small) W='import numpy, pandas, scipy.linalg, sklearn.linear_model'; BENCH_DIR=${BENCH_DIR:-/var/tmp/native-bench}; DIR=native
+         SRC=$BENCH_DIR/bench-src/venv-small ;;
+  large) W='import torch'; BENCH_DIR=${BENCH_DIR:-/var/tmp/envmount-bench}; DIR=native-large; SRC=$BENCH_DIR/venv-torch ;;
   *) echo "native-ab.sh: VENV must be small or large" >&2; exit 2 ;;
 esac
 A=${A:-$REPO/.build-release/release}; B=${B:-$REPO/.build-release/release}
@@ -27,10 +29,14 @@ D="$BENCH_DIR/$DIR"; MNT="$D/mnt"
 [ -d "$D/store" ] && [ -d "$D/cache/v1/trees" ] || { echo "native-ab.sh: no materialized tree in $D (run bench-native.sh with VENV=$VENV once)" >&2; exit 1; }
 cleanup() { mountpoint -q "$MNT" && "$A/envmount" unmount "$MNT" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
-run() { # bin, options…
+run() { # bin (or `source`: the source venv's python, no mount), options…
   local bin=$1; shift
   [ "$DROP" = 1 ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
   local t0 t1; t0=$(date +%s%N)
+  if [ "$bin" = source ]; then
+    "$SRC/bin/python" -c "$W" >/dev/null 2>&1
+    t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 )); return
+  fi
   # shellcheck disable=SC2068
   "$bin/envmount" mount "$D/store" "$MNT" --env bench --cache-dir "$D/cache" $@ >/dev/null 2>&1
   "$MNT/bin/python" -c "$W" >/dev/null 2>&1
@@ -41,7 +47,8 @@ run() { # bin, options…
 med() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 as=(); bs=(); wins=0
 for p in $(seq "$PAIRS"); do
-  a=$(run "$A" ${A_OPTS:-}); b=$(run "$B" ${B_OPTS:-})
+  # Each pair in turn starts with A, then with B.
+  if [ $((p % 2)) = 1 ]; then a=$(run "$A" ${A_OPTS:-}); b=$(run "$B" ${B_OPTS:-}); else b=$(run "$B" ${B_OPTS:-}); a=$(run "$A" ${A_OPTS:-}); fi
   as+=("$a"); bs+=("$b"); [ "$a" -lt "$b" ] && wins=$((wins + 1))
   echo "pair $p: A $a ms, B $b ms"
 done
