@@ -4,7 +4,7 @@
 # Both are mounted at another path than they were built at, so FUSE relocates their scripts and
 # the tree column has a relocation layer above the tree:
 #   1. mount + imports, page cache dropped: source venv | FUSE (--no-native) | materialized tree
-#      (the three take turns going first, rep by rep)
+#      (the order changes rep by rep, and reverses on every other one)
 #   2. mount + imports, page cache kept (a second job): the same three
 #   3. sequential read of the cached big file, page cache dropped: the same three (dd MB/s)
 #   4. FUSE requests the imports send on a fresh mount (--foreground --fuse-debug), by opcode:
@@ -118,10 +118,11 @@ grep -h "relocation layer for" "$CACHE/logs/bench.log" | tail -n1 | tee -a "$LOG
 umnt
 
 echo "== 1/2. imports" | tee -a "$LOG"
-# The columns take turns going first (rep r starts at column r mod 3): a fixed order (source,
-# FUSE, tree) put the tree right after every FUSE unmount, which frees that mount's page cache,
-# and memory freed on this VM goes back to the host; whether that costs the next column
-# anything was not settled by 4 rounds of each order, so no column always pays it.
+# The order changes rep by rep: odd reps go source, FUSE, tree (shifted to start at column
+# r mod 3), even reps the other way round. A fixed order put the tree right after every FUSE
+# run, and on this VM a column right after the FUSE one ran slower (6 rounds, page cache kept:
+# tree ÷ source 1.08 after it, 0.99 with a sleep of the same length in its place); shifting
+# alone keeps the same neighbours, reversing the order on every other rep changes them.
 declare -a n1 f1 t1 n2 f2 t2
 cold_col() { # 0 source, 1 FUSE, 2 tree; page cache dropped
   drop
@@ -130,12 +131,13 @@ cold_col() { # 0 source, 1 FUSE, 2 tree; page cache dropped
 kept_col() {
   case $1 in 0) n2+=("$(native_import)") ;; 1) f2+=("$(mount_import --no-native)") ;; 2) t2+=("$(mount_import)") ;; esac
 }
+col() { if [ $(( $1 % 2 )) = 1 ]; then echo $(( ($1 + $2) % 3 )); else echo $(( ($1 - $2 + 3) % 3 )); fi; }
 for r in $(seq "$REPS"); do
-  for k in 0 1 2; do cold_col $(( (r + k) % 3 )); done
+  for k in 0 1 2; do cold_col "$(col "$r" "$k")"; done
 done
 native_import >/dev/null; mount_import --no-native >/dev/null; mount_import >/dev/null
 for r in $(seq "$REPS"); do
-  for k in 0 1 2; do kept_col $(( (r + k) % 3 )); done
+  for k in 0 1 2; do kept_col "$(col "$r" "$k")"; done
 done
 
 echo "== 3. sequential read" | tee -a "$LOG"
