@@ -201,16 +201,8 @@ public final class FetchPool: Sendable {
     /// Queues a batch as one job, in the given order; returns the job to watch.
     @discardableResult
     public func submit(label: String, chunks: [UInt32]) -> FetchJob {
-        var seen = Set<UInt32>()
-        let unique = chunks.filter { seen.insert($0).inserted }
-        let bytes = unique.reduce(UInt64(0)) { $0 + UInt64(chunkSizes[Int($1)]) }
-        let job = queues.withLock { q -> FetchJob in
-            let j = FetchJob(id: q.nextJobID, label: label, totalChunks: unique.count, totalBytes: bytes)
-            q.nextJobID += 1
-            q.jobs.append(j)
-            if !unique.isEmpty { q.pending.append(JobQueue(job: j, chunks: unique)) }
-            return j
-        }
+        let unique = Self.unique(chunks)
+        let job = register(label: label, unique: unique, size: { UInt64(chunkSizes[Int($0)]) }, queued: true)
         for _ in unique { available.signal() }
         return job
     }
@@ -219,13 +211,22 @@ public final class FetchPool: Sendable {
     /// chunks someone else does, calling `complete` for each with `size(chunk)`: a native
     /// mount's `warm`, which reads its tree into the page cache instead of fetching chunks.
     public func track(label: String, chunks: [UInt32], size: (UInt32) -> UInt64) -> FetchJob {
+        register(label: label, unique: Self.unique(chunks), size: size, queued: false)
+    }
+
+    private static func unique(_ chunks: [UInt32]) -> [UInt32] {
         var seen = Set<UInt32>()
-        let unique = chunks.filter { seen.insert($0).inserted }
+        return chunks.filter { seen.insert($0).inserted }
+    }
+
+    /// Lists a new job of `unique` chunks; `queued`: the pool's workers fetch them.
+    private func register(label: String, unique: [UInt32], size: (UInt32) -> UInt64, queued: Bool) -> FetchJob {
         let bytes = unique.reduce(UInt64(0)) { $0 + size($1) }
         return queues.withLock { q -> FetchJob in
             let j = FetchJob(id: q.nextJobID, label: label, totalChunks: unique.count, totalBytes: bytes)
             q.nextJobID += 1
             q.jobs.append(j)
+            if queued && !unique.isEmpty { q.pending.append(JobQueue(job: j, chunks: unique)) }
             return j
         }
     }

@@ -70,20 +70,16 @@ public enum ProcessControl {
 
 extension ProcessControl {
     /// Peak resident set size (VmHWM) in bytes.
-    public static func peakResidentBytes() -> UInt64 {
-        guard let s = try? FS.readFile("/proc/self/status") else { return 0 }
-        for line in String(decoding: s, as: UTF8.self).split(separator: "\n") where line.hasPrefix("VmHWM:") {
-            let digits = line.filter { $0.isNumber }
-            return (UInt64(digits) ?? 0) * 1024
-        }
-        return 0
-    }
+    public static func peakResidentBytes() -> UInt64 { procKiB("/proc/self/status", "VmHWM:") ?? 0 }
 
     /// The memory the kernel says is available without swapping (`MemAvailable`), in bytes; nil
     /// where /proc/meminfo does not say.
-    public static func availableMemoryBytes() -> UInt64? {
-        guard let s = try? FS.readFile("/proc/meminfo") else { return nil }
-        for line in String(decoding: s, as: UTF8.self).split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+    public static func availableMemoryBytes() -> UInt64? { procKiB("/proc/meminfo", "MemAvailable:") }
+
+    /// The `key:   N kB` line of a /proc file, in bytes.
+    private static func procKiB(_ file: String, _ key: String) -> UInt64? {
+        guard let s = try? FS.readFile(file) else { return nil }
+        for line in String(decoding: s, as: UTF8.self).split(separator: "\n") where line.hasPrefix(key) {
             return UInt64(line.filter { $0.isNumber }).map { $0 * 1024 }
         }
         return nil
