@@ -14,6 +14,8 @@
 # API actions are unauthenticated; we spend exactly those on create_user, create_access_key and
 # put_user_policy (Allow s3:* on *). From then on every request must be signed with that key:
 # a wrong secret gets 403 SignatureDoesNotMatch, an unknown key 403 InvalidAccessKeyId.
+# moto runs through moto_serial.py, which handles one request at a time: moto's own conditional
+# PUT (If-Match) checks and stores without a lock, so racing compare-and-swaps could both win.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -36,7 +38,7 @@ start)
     mkdir -p "$state"
     ensure_moto
     INITIAL_NO_AUTH_ACTION_COUNT=3 MOTO_ALLOW_NONEXISTENT_REGION=true \
-        nohup "$PY" -m moto.server -H 127.0.0.1 -p "$port" </dev/null >"$state/moto.log" 2>&1 &
+        nohup "$PY" "$(dirname "$0")/moto_serial.py" -H 127.0.0.1 -p "$port" </dev/null >"$state/moto.log" 2>&1 &
     pid=$!
     echo "$pid" >"$state/moto.pid"
     # Wait for the port to accept connections (a TCP connect is not an API action).
