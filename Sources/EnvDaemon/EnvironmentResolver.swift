@@ -1,5 +1,6 @@
 import EnvCache
 import EnvFormat
+import EnvFS
 import EnvStore
 import SysKit
 
@@ -10,6 +11,8 @@ public struct OpenedEnvironment: Sendable {
     public var offline: Bool
     /// The trusted key that signed the ref, when the mount requires one.
     public var signedBy: TrustedKey?
+    /// The materialized tree's seal, read while the manifest was decoded (native mounts).
+    public var sealPreread: SealPreread?
 
     public init(env: String, ref: Ref, manifest: Manifest, offline: Bool, signedBy: TrustedKey? = nil) {
         self.env = env
@@ -36,6 +39,9 @@ public struct EnvironmentResolver {
     /// Which refs are accepted (EnvFormat/TrustPolicy.swift); checked on every ref, fresh or
     /// cached, before its manifest is read.
     public var trust = TrustPolicy.none
+    /// Told each manifest id before that manifest is loaded and decoded (a mount starts reading
+    /// the tree's seal then: SealPreread).
+    public var willLoadManifest: (@Sendable (ChunkID) -> Void)? = nil
 
     public init(store: any ObjectStore, cache: ChunkCache) {
         self.store = store
@@ -108,6 +114,7 @@ public struct EnvironmentResolver {
 
     /// The manifest named by `id`, from the cache or the store, checked against its id.
     public func loadManifest(_ id: ChunkID) throws -> Manifest {
+        willLoadManifest?(id)
         if let b = cache.loadManifest(id), ChunkID.of(b) == id, let m = try? Manifest.decode(b) { return m }
         let bytes = try store.get(Ref.manifestKey(id))
         guard ChunkID.of(bytes) == id else {

@@ -79,7 +79,12 @@ public enum MountDaemon {
         var resolver = EnvironmentResolver(store: store, cache: cache)
         resolver.trust = try o.trust.policy()
         resolver.refTimeout = o.refTimeout
+        // A native mount checks the revision's tree before serving it: its seal is read on
+        // another core while this one decodes the manifest.
+        let preread = o.native && ProcessControl.userID == 0 ? SealPreread(cacheDirectory: cache.directory) : nil
+        if let preread { resolver.willLoadManifest = { id in preread.start(id: id) } }
         var opened = try o.revision.map { try resolver.resolve(env: o.env, revision: $0) } ?? resolver.resolve(env: o.env)
+        opened.sealPreread = preread
         PhaseMarks.mark("mount: resolved")
         if let w = o.writable {
             let layer = try WritableLayer(dir: w)
@@ -277,7 +282,7 @@ public enum MountDaemon {
         // A writable layer, or a materialized tree of this revision (served by the kernel from the
         // cache), puts an overlay at the mount point; the FUSE mount then sits under it, hidden.
         let layer = try o.writable.map { try WritableLayer(dir: $0) }
-        let tree = MaterializedTree(cacheDirectory: cache.directory, manifest: manifest, id: opened.ref.manifest)
+        let tree = MaterializedTree(cacheDirectory: cache.directory, manifest: manifest, id: opened.ref.manifest, preread: opened.sealPreread)
         // Overlayfs is root's: other users' mounts neither build nor serve trees. A relocated
         // mount puts its relocation layer above the tree (NativeServing.lowers).
         let nativeAllowed = o.native && ProcessControl.userID == 0

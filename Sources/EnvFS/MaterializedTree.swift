@@ -38,10 +38,14 @@ public struct MaterializedTree: Sendable {
     public var path: String { "\(root)/trees/\(id.hex)" }
     var sealPath: String { path + ".seal" }
 
-    public init(cacheDirectory: String, manifest: Manifest, id: ChunkID) {
+    /// The seal read ahead for this tree, used by its first read of the seal.
+    let preread: SealPreread?
+
+    public init(cacheDirectory: String, manifest: Manifest, id: ChunkID, preread: SealPreread? = nil) {
         self.root = cacheDirectory + "/v1"
         self.manifest = manifest
         self.id = id
+        self.preread = preread
     }
 
     public enum State: Equatable, Sendable {
@@ -346,8 +350,45 @@ public struct MaterializedTree: Sendable {
         return any ? (neg ? -v : v) : nil
     }
 
-    private func readSeal() -> (SealHeader, [SealEntry])? {
-        guard let bytes = try? FS.readFile(sealPath) else { return nil }
+    /// A seal line's entry number and ctime, each followed by one space: the entry (≥ 0), the
+    /// ctime and the index of the space after it; nil when the line is not so.
+    private static func numbers(_ b: [UInt8], from start: Int) -> (Int, Int64, Int)? {
+        var at = start, entry = 0, digits = 0
+        while at < b.count, b[at] >= 0x30 && b[at] <= 0x39, digits < 18 {
+            entry = entry * 10 + Int(b[at] - 0x30)
+            at += 1
+            digits += 1
+        }
+        guard digits > 0, at < b.count, b[at] == 0x20 else { return nil }
+        at += 1
+        let negative = at < b.count && b[at] == 0x2d
+        if negative { at += 1 }
+        var ctime: Int64 = 0
+        digits = 0
+        while at < b.count, b[at] >= 0x30 && b[at] <= 0x39 {
+            let (m, o1) = ctime.multipliedReportingOverflow(by: 10)
+            let (a, o2) = m.addingReportingOverflow(Int64(b[at] - 0x30))
+            guard !o1 && !o2 else { return nil }
+            ctime = a
+            at += 1
+            digits += 1
+        }
+        guard digits > 0, at < b.count, b[at] == 0x20 else { return nil }
+        return (entry, negative ? -ctime : ctime, at)
+    }
+
+    typealias ParsedSeal = (header: SealHeader, entries: [SealEntry])
+
+    /// The seal: read ahead (SealPreread) on its first read, else from its file. nil when there
+    /// is none, it is not this tree's, or a line is malformed or names an entry past the manifest.
+    private func readSeal() -> ParsedSeal? {
+        guard let seal = preread?.take(id: id) ?? (try? FS.readFile(sealPath)).flatMap({ Self.parseSeal($0, id: id) }) else { return nil }
+        let n = manifest.entries.count
+        return seal.entries.allSatisfy({ $0.entry < n }) ? seal : nil
+    }
+
+    /// A seal's bytes parsed (entry numbers are checked against the manifest by `readSeal`).
+    static func parseSeal(_ bytes: [UInt8], id: ChunkID) -> ParsedSeal? {
         // One pass over the bytes, no array per line: splitting into lines and then fields
         // allocated twice per file and was a third of the check of an 11k-file tree.
         let end = bytes.count
@@ -361,8 +402,20 @@ public struct MaterializedTree: Sendable {
         // are skipped.
         var fields: [Range<Int>] = []
         fields.reserveCapacity(5)
+        let hex = 64
         while at < end {
             at += 1
+            // The usual line: two numbers, then a 64-digit digest and key, single spaces. Only
+            // the numbers are scanned; the rest is taken by length (the digest is compared with
+            // a file's only when its ctime moved). Seals of 25k files are read at every mount,
+            // and scanning each line's 130 hex digits was most of that.
+            if let (i, c, next) = Self.numbers(bytes, from: at), next + 2 * hex + 2 <= end,
+               bytes[next] == 0x20, bytes[next + hex + 1] == 0x20, next + 2 * hex + 2 == end || bytes[next + 2 * hex + 2] == 0x0a,
+               bytes[next + 1] != 0x20, bytes[next + hex + 2] != 0x20 {
+                out.append(SealEntry(entry: i, ctimeNs: c, digest: bytes[next + 1 ..< next + hex + 1], key: bytes[next + hex + 2 ..< next + 2 * hex + 2]))
+                at = next + 2 * hex + 2
+                continue
+            }
             fields.removeAll(keepingCapacity: true)
             while at < end && bytes[at] != 0x0a {
                 if bytes[at] == 0x20 { at += 1; continue }
@@ -373,7 +426,7 @@ public struct MaterializedTree: Sendable {
             }
             if fields.isEmpty { continue }
             guard fields.count == 4, let i = int(bytes[fields[0]]).map(Int.init), let c = int(bytes[fields[1]]),
-                  i >= 0, i < manifest.entries.count else { return nil }
+                  i >= 0 else { return nil }
             out.append(SealEntry(entry: i, ctimeNs: c, digest: bytes[fields[2]], key: bytes[fields[3]]))
         }
         return (header, out)
@@ -418,6 +471,7 @@ public struct MaterializedTree: Sendable {
     /// the seal (a mount needs both; the seal of an 11k-file tree is read in milliseconds).
     public func checkCounting(rehashAll: Bool = false) -> (state: State, contents: (files: Set<Int>, bytes: UInt64, partial: Bool)?) {
         guard FS.exists(path), let (header, seal) = readSeal() else { return (.absent, nil) }
+        PhaseMarks.mark("tree: seal read")
         let state = verify(header, seal, rehashAll: rehashAll)
         guard state == .ready else { return (state, nil) }
         let files = Set(seal.map(\.entry))
@@ -429,6 +483,7 @@ public struct MaterializedTree: Sendable {
         let m = manifest
         let probes = Self.probes(seal, manifest: m)
         let results = statAll(probes)
+        PhaseMarks.mark("tree: names stat'ed")
         var resealed = false
         // `path` is built from the id each time it is asked for: once here, not once per file.
         let base = path.pathBytes + [UInt8(ascii: "/")]
@@ -529,7 +584,7 @@ public struct MaterializedTree: Sendable {
         }
         defer { root.close() }
         let groups = TreeWalk.groups(entries: probes.map(\.entry), manifest: m)
-        blockingParallelFor(parts: groups.count, threads: TreeWalk.threads) { g in
+        TreeWalk.forEachGroup(groups) { g in
             let group = groups[g]
             let found: [Found]
             switch TreeWalk.stat(group, manifest: m, root: root) {

@@ -75,17 +75,35 @@ public struct FileDescriptor: RawRepresentable, Sendable, Hashable {
 
     public func writeAll(_ s: String) throws { try writeAll(Array(s.utf8)) }
 
-    /// Reads everything until end of file.
+    /// Reads everything from the current position until end of file (a pipe too). A file that
+    /// says its size (a regular file) is read into one buffer of that size plus one byte, so a
+    /// file that did not grow is read with no copy: a mount reads its 0.9 MB manifest and 3.9 MB
+    /// seal so, where growing an array by 64 KiB reads took 11 ms for the two, mostly copies
+    /// and page faults. A file of size 0 (a pipe, /proc) or one that grew is read on in chunks.
     public func readAll() throws -> [UInt8] {
-        var out: [UInt8] = []
+        var st = Glibc.stat()
+        let hint = Glibc.fstat(rawValue, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG ? max(0, Int(st.st_size)) : 0
+        var out = [UInt8](repeating: 0, count: hint + 1)
+        var have = 0
+        while have < out.count {
+            let n = try read(into: &out, at: have)
+            if n == 0 { out.removeLast(out.count - have); return out }
+            have += n
+        }
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
-            // SAFETY: the pointer is used only inside the closure, within the array's bounds.
-            let n = try chunk.withUnsafeMutableBytes { (raw) throws -> Int in
-                try valueOrErrno("read") { Glibc.read(rawValue, raw.baseAddress!, raw.count) }
-            }
+            let n = try read(into: &chunk, at: 0)
             if n == 0 { return out }
             out.append(contentsOf: chunk[0..<n])
+        }
+    }
+
+    /// One read(2) into `buffer[index...]`, at the current position; bytes read (0 at end).
+    private func read(into buffer: inout [UInt8], at index: Int) throws -> Int {
+        precondition(index >= 0 && index < buffer.count)
+        // SAFETY: the pointer is used only inside the closure, from `index` to the array's end.
+        return try buffer.withUnsafeMutableBytes { (raw) throws -> Int in
+            try valueOrErrno("read") { Glibc.read(rawValue, raw.baseAddress! + index, raw.count - index) }
         }
     }
 

@@ -1,5 +1,5 @@
 import EnvCache
-import EnvFS
+@testable import EnvFS
 import EnvFormat
 import EnvStore
 import Foundation
@@ -166,6 +166,83 @@ final class MaterializedTreeTests: XCTestCase {
         try fd.pwriteAll([b[0] ^ 0xff], at: 0)
         fd.close()
         try FS.setMtime(path, ns: st.mtimeNs)
+    }
+
+    /// The seal's usual lines are read by length (numbers scanned, digest and key taken as 64
+    /// digits each); any other spacing goes through the field scanner. Both read the same seal,
+    /// and both find a damaged file by its digest.
+    func testTheSealReadsTheSameWhateverItsSpacing() throws {
+        let source = try TempDir("source")
+        defer { source.remove() }
+        try SourceTree.make(at: source.bytes)
+        let mounted = try Mounted(source: source.path, store: MemoryStore())
+        for spacing in ["usual", "doubled", "bad entry"] {
+            let dir = try TempDir("trees")
+            defer { dir.remove() }
+            let tree = try lonelyTree(mounted, in: dir)
+            let usual = try XCTUnwrap(tree.contents())
+            let seal = tree.path + ".seal"
+            let lines = String(decoding: try FS.readFile(seal), as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+            XCTAssertGreaterThan(lines.count, 10)
+            XCTAssertTrue(lines.dropFirst().allSatisfy { $0.isEmpty || $0.split(separator: " ").map(\.count).suffix(2) == [64, 64] }, "the usual shape")
+            var body = lines.dropFirst().map(String.init)
+            switch spacing {
+            case "doubled": body = body.map { $0.replacingOccurrences(of: " ", with: "  ") + " " }
+            case "bad entry": body[0] = "\(mounted.manifest.entries.count)" + body[0].drop { $0 != " " }
+            default: break
+            }
+            try Disk.write(seal.pathBytes, Array(([String(lines[0])] + body).joined(separator: "\n").utf8))
+            guard spacing != "bad entry" else {
+                XCTAssertNil(tree.contents(), "an entry past the manifest makes the seal unreadable")
+                XCTAssertEqual(tree.check(), .absent)
+                continue
+            }
+            let read = try XCTUnwrap(tree.contents(), spacing)
+            XCTAssertEqual(read.files, usual.files, spacing)
+            XCTAssertEqual(read.bytes, usual.bytes, spacing)
+            XCTAssertEqual(tree.check(), .ready, spacing)
+            // Its ctime moved, its bytes did not: the digest read from the seal must match.
+            let victim = tree.path.pathBytes.appendingComponent(Array("multi.bin".utf8))
+            try FS.chmod(victim, try FS.lstat(victim).mode)
+            XCTAssertEqual(tree.check(), .ready, spacing)
+            try flipByte(victim)
+            XCTAssertEqual(damage(tree), "\(victim.pathString) does not hold the bytes it was written with", spacing)
+        }
+    }
+
+    /// A seal read ahead (SealPreread, as a mount starts it while it decodes the manifest) is
+    /// used once, by the tree it was read for, and is checked against the manifest as the file is.
+    func testASealReadAheadIsUsedOnceByItsOwnTree() throws {
+        let source = try TempDir("source"), dir = try TempDir("trees")
+        defer { source.remove(); dir.remove() }
+        try SourceTree.make(at: source.bytes)
+        let mounted = try Mounted(source: source.path, store: MemoryStore())
+        let tree = try lonelyTree(mounted, in: dir)
+        let usual = try XCTUnwrap(tree.contents())
+
+        let ahead = SealPreread(cacheDirectory: dir.path)
+        ahead.start(id: tree.id)
+        let early = MaterializedTree(cacheDirectory: dir.path, manifest: mounted.manifest, id: tree.id, preread: ahead)
+        // The file goes: the first read is the one read ahead, the next one finds nothing.
+        ahead.waitUntilRead()
+        let seal = try FS.readFile(tree.path + ".seal")
+        try FS.unlink(tree.path + ".seal")
+        XCTAssertEqual(early.contents()?.files, usual.files)
+        XCTAssertNil(early.contents(), "read ahead once: the second read is the file's")
+        try Disk.write((tree.path + ".seal").pathBytes, seal)
+
+        // Started for another tree: not used.
+        let other = SealPreread(cacheDirectory: dir.path)
+        other.start(id: ChunkID.of([1, 2, 3]))
+        XCTAssertEqual(MaterializedTree(cacheDirectory: dir.path, manifest: mounted.manifest, id: tree.id, preread: other).check(), .ready)
+
+        // An entry past the manifest is refused when read ahead too.
+        var lines = String(decoding: seal, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        lines[1] = "\(mounted.manifest.entries.count)" + lines[1].drop { $0 != " " }
+        try Disk.write((tree.path + ".seal").pathBytes, Array(lines.joined(separator: "\n").utf8))
+        let bad = SealPreread(cacheDirectory: dir.path)
+        bad.start(id: tree.id)
+        XCTAssertEqual(MaterializedTree(cacheDirectory: dir.path, manifest: mounted.manifest, id: tree.id, preread: bad).check(), .absent)
     }
 
     func testTheCheckFindsDamageDeepInTheTreeAndAtItsRoot() throws {

@@ -5,7 +5,8 @@
 // a check writes only when it re-seals a file whose ctime moved).
 //
 //   swift build -c release --product envmount-checkbench
-//   .build/release/envmount-checkbench CACHE_DIR [REPS] [--cold] [--reloc MOUNTPOINT]
+//   .build/release/envmount-checkbench CACHE_DIR [REPS] [--cold] [--reloc MOUNTPOINT] [--parse-only]
+//   (--parse-only: only the manifest read and decode and the seal read, each timed alone)
 //   (--cold: `sync; echo 3 > /proc/sys/vm/drop_caches` before every check; root only)
 import EnvFS
 import EnvFormat
@@ -85,7 +86,8 @@ func pathCheck(_ tree: MaterializedTree) -> Bool {
 
 var args = Array(CommandLine.arguments.dropFirst())
 let cold = args.contains("--cold")
-args.removeAll { $0 == "--cold" }
+let parseOnly = args.contains("--parse-only")
+args.removeAll { $0 == "--cold" || $0 == "--parse-only" }
 var relocMount: String?
 if let r = args.firstIndex(of: "--reloc"), r + 1 < args.count { relocMount = args[r + 1]; args.removeSubrange(r...r + 1) }
 guard let cacheDir = args.first else { print("usage: envmount-checkbench CACHE_DIR [REPS] [--cold] [--reloc MOUNTPOINT]"); exit(2) }
@@ -96,7 +98,7 @@ let manifest = try Manifest.decode(try FS.readFile("\(cacheDir)/v1/manifests/\(i
 let tree = MaterializedTree(cacheDirectory: cacheDir, manifest: manifest, id: id)
 print("tree \(tree.path): \(tree.contents()?.files.count ?? 0) sealed files, \(manifest.entries.count) entries; \(cold ? "caches dropped before each check" : "warm")")
 var old: [Double] = [], new: [Double] = [], reloc: [Double] = []
-for _ in 0..<reps {
+for _ in 0..<(parseOnly ? 0 : reps) {
     if cold { dropCaches() }
     var t0 = now()
     precondition(pathCheck(tree), "the path check found damage")
@@ -117,6 +119,25 @@ func show(_ xs: [Double]) -> String {
     let s = xs.sorted()
     return "median \(String(format: "%.1f", s[s.count / 2])) ms (" + xs.map { String(format: "%.1f", $0) }.joined(separator: " ") + ")"
 }
-print("old path-per-file check: \(show(old))")
-print("new directory walk:      \(show(new))")
+if !parseOnly {
+    print("old path-per-file check: \(show(old))")
+    print("new directory walk:      \(show(new))")
+}
 if !reloc.isEmpty { print("relocation layer check:  \(show(reloc))") }
+
+// What a mount reads before the check, and the seal alone, each timed on its own (warm).
+var readT: [Double] = [], decodeT: [Double] = [], sealT: [Double] = []
+for _ in 0..<max(reps, 9) {
+    var t0 = now()
+    let bytes = try FS.readFile("\(cacheDir)/v1/manifests/\(id.hex)")
+    readT.append((now() - t0) * 1000)
+    t0 = now()
+    _ = try Manifest.decode(bytes)
+    decodeT.append((now() - t0) * 1000)
+    t0 = now()
+    precondition(tree.contents() != nil, "no seal")
+    sealT.append((now() - t0) * 1000)
+}
+print("manifest read (\(manifest.entries.count) entries): \(show(readT))")
+print("manifest decode:         \(show(decodeT))")
+print("seal read and parse:     \(show(sealT))")
