@@ -51,6 +51,7 @@ struct CacheDirOption: ParsableArguments {
 extension CacheCommand {
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "show",
             abstract: "Show what the cache holds and the free space on its disk.",
             discussion: """
                 Prints the number of cached chunks and their bytes, the cached manifests and \
@@ -84,6 +85,7 @@ extension CacheCommand {
 
     struct Prune: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "prune",
             abstract: "Evict least recently used chunks until the cache holds at most SIZE.",
             discussion: """
                 SIZE is a byte count with an optional unit: 100000, 500M, 20G, 1.5G, 64MiB, 10GB \
@@ -111,6 +113,7 @@ extension CacheCommand {
 
     struct Clear: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "clear",
             abstract: "Remove every cached chunk (with --all, also cached manifests and refs).",
             discussion: """
                 Chunks are fetched again from the store when next read. Without --all the cached \
@@ -135,6 +138,7 @@ extension CacheCommand {
 
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "verify",
             abstract: "Re-hash every cached chunk and remove those whose bytes do not match their id.",
             discussion: """
                 Reads every chunk (without changing its last-use time) and compares its SHA-256 \

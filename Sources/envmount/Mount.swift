@@ -5,6 +5,7 @@ import SysKit
 
 struct Mount: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "mount",
         abstract: "Mount an environment from a store.",
         discussion: """
             Returns once the mount answers; a daemon keeps serving it in the background (its log: \
@@ -140,6 +141,7 @@ struct Mount: ParsableCommand {
 /// The background half of `envmount mount`, started by it with the mount's description on stdin.
 struct Daemon: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "daemon",
         abstract: "Serve a mount (started by `envmount mount`; not for direct use).", shouldDisplay: false)
 
     func run() throws {

@@ -10,6 +10,7 @@ struct ProfileCommand: ParsableCommand {
 
     struct Save: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "save",
             abstract: "Upload the chunks this mount has read so far, in order, as a named profile.",
             discussion: """
                 Run the workload on a fresh mount (e.g. `python -c 'import torch'`), then save. Later \

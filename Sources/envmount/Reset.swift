@@ -5,6 +5,7 @@ import SysKit
 
 struct Reset: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "reset",
         abstract: "Discard a writable layer: everything installed, removed or written over the environment.",
         discussion: """
             envmount reset MOUNTPOINT discards the layer of a writable mount: the overlay is \

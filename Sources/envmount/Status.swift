@@ -5,6 +5,7 @@ import SysKit
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "status",
         abstract: "Show what envmount mounts serve: environment, store, cache, fetches, warm jobs, errors.")
 
     @Argument(help: "A mount point (default: every envmount mount).")

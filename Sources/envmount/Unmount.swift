@@ -5,6 +5,7 @@ import SysKit
 
 struct Unmount: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "unmount",
         abstract: "Unmount an envmount mount point; its daemon then exits.")
 
     /// Seconds `unmount` waits for the daemon to finish exiting once its mounts are gone.

@@ -7,6 +7,7 @@ import SysKit
 
 struct Warm: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "warm",
         abstract: "Fetch the hot part of a mounted environment in parallel, ahead of use.",
         discussion: """
             PACKAGE names are Python distributions as pip spells them (case and -/_ do not matter). \
