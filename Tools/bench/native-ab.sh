@@ -10,7 +10,7 @@
 #        PAIRS=8, DROP=1 (drop the page cache before every run), VENV=small|large, BENCH_DIR
 #        (as bench-native.sh: small in /var/tmp/native-bench, large in /var/tmp/envmount-bench)
 #
-# Prints each pair (ms) and both medians, and how many pairs A was faster in. This VM's disk and
+# Prints each pair (ms), both medians, how many pairs A was faster in, and the median of the pairs' B ÷ A. This VM's disk and
 # CPU move by ±20 % between minutes; pairs taken seconds apart are what compares.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -52,4 +52,6 @@ for p in $(seq "$PAIRS"); do
   as+=("$a"); bs+=("$b"); [ "$a" -lt "$b" ] && wins=$((wins + 1))
   echo "pair $p: A $a ms, B $b ms"
 done
-echo "VENV=$VENV DROP=$DROP A_OPTS='${A_OPTS:-}' B_OPTS='${B_OPTS:-}': median A $(med "${as[@]}") ms, B $(med "${bs[@]}") ms; A faster in $wins of $PAIRS pairs"
+# The median of the pairs' own ratios follows the VM's drift less than the ratio of medians.
+ratios=(); for k in "${!as[@]}"; do ratios+=("$(awk -v b="${bs[$k]}" -v a="${as[$k]}" 'BEGIN{printf "%.4f", b/a}')"); done
+echo "VENV=$VENV DROP=$DROP A_OPTS='${A_OPTS:-}' B_OPTS='${B_OPTS:-}': median A $(med "${as[@]}") ms, B $(med "${bs[@]}") ms; A faster in $wins of $PAIRS pairs; B ÷ A: median of the pairs' ratios $(printf '%s\n' "${ratios[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
