@@ -20,6 +20,7 @@ struct ByteReader {
 
     var remaining: Int { bytes.count - pos }
 
+    @inline(__always)
     mutating func need(_ n: Int, _ what: String) throws {
         if n < 0 || n > remaining { throw FormatError("truncated manifest: \(what) needs \(n) bytes, \(remaining) left") }
     }
@@ -38,10 +39,36 @@ struct ByteReader {
         return v
     }
 
-    mutating func u16(_ what: String) throws -> UInt16 { UInt16(try uint(2, what)) }
-    mutating func u32(_ what: String) throws -> UInt32 { UInt32(try uint(4, what)) }
-    mutating func u64(_ what: String) throws -> UInt64 { try uint(8, what) }
-    mutating func i64(_ what: String) throws -> Int64 { Int64(bitPattern: try uint(8, what)) }
+    // Fixed widths spelled out: a manifest's 27k entries are 12 reads each, and the loop above
+    // (its width unknown to the compiler) was most of decoding torch's manifest.
+    @inline(__always)
+    mutating func u16(_ what: String) throws -> UInt16 {
+        try need(2, what)
+        let p = pos
+        pos = p + 2
+        return UInt16(bytes[p]) | UInt16(bytes[p + 1]) << 8
+    }
+
+    @inline(__always)
+    mutating func u32(_ what: String) throws -> UInt32 {
+        try need(4, what)
+        let p = pos
+        pos = p + 4
+        return UInt32(bytes[p]) | UInt32(bytes[p + 1]) << 8 | UInt32(bytes[p + 2]) << 16 | UInt32(bytes[p + 3]) << 24
+    }
+
+    @inline(__always)
+    mutating func u64(_ what: String) throws -> UInt64 {
+        try need(8, what)
+        let p = pos
+        pos = p + 8
+        let lo = UInt64(bytes[p]) | UInt64(bytes[p + 1]) << 8 | UInt64(bytes[p + 2]) << 16 | UInt64(bytes[p + 3]) << 24
+        let hi = UInt64(bytes[p + 4]) | UInt64(bytes[p + 5]) << 8 | UInt64(bytes[p + 6]) << 16 | UInt64(bytes[p + 7]) << 24
+        return lo | hi << 32
+    }
+
+    @inline(__always)
+    mutating func i64(_ what: String) throws -> Int64 { Int64(bitPattern: try u64(what)) }
 
     mutating func raw(_ n: Int, _ what: String) throws -> [UInt8] {
         try need(n, what)
