@@ -192,3 +192,10 @@ int envmount_page_cached(int fd, uint64_t offset) {
     if (preadv2(fd, &v, 1, (off_t)offset, RWF_NOWAIT) >= 0) return 1;
     return errno == EAGAIN ? 0 : -1;
 }
+
+int envmount_is_mount_root(const char *path) {
+    struct statx st;
+    if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_TYPE, &st) != 0) return -1;
+    if (!(st.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT)) { errno = EOPNOTSUPP; return -1; }
+    return (st.stx_attributes & STATX_ATTR_MOUNT_ROOT) ? 1 : 0;
+}

@@ -102,6 +102,7 @@ extension EnvOverlay {
     /// whose overlay was unmounted without `envmount unmount`. Without this the new mount would
     /// stack on it, and the dead one would stay for good. Lazily: open files keep reading.
     static func detachOrphans(at lower: String) {
+        if FS.surelyNotMountRoot(lower) { return }
         for _ in 0..<16 where Mountpoints.find(lower) != nil {
             do { try FS.lazyUnmount(lower) } catch { return }
         }

@@ -195,7 +195,7 @@ public enum MountDaemon {
     /// A mount point must be an existing directory that nothing is mounted on. A stale FUSE
     /// mount (its daemon was killed: "Transport endpoint is not connected") is detached first.
     static func prepareMountpoint(_ mp: String) throws -> String {
-        if let m = Mountpoints.find(mp), let overlay = EnvOverlay.of(m) {
+        if !FS.surelyNotMountRoot(mp), let m = Mountpoints.find(mp), let overlay = EnvOverlay.of(m) {
             // An overlay mount whose daemon is gone: the overlay and the dead FUSE mount under it.
             let lower = overlay.fuseLower
             let lowerAlive = Mountpoints.find(lower) != nil && (try? FS.fileSystemType(lower)) != nil
@@ -204,7 +204,7 @@ public enum MountDaemon {
             try? FS.lazyUnmount(mp)
             if Mountpoints.find(lower) != nil { try? FS.lazyUnmount(lower) }
         }
-        if let m = Mountpoints.find(mp) {
+        if !FS.surelyNotMountRoot(mp), let m = Mountpoints.find(mp) {
             // statfs always reaches the daemon (stat may be answered from the kernel's cache),
             // so ENOTCONN here means the daemon is gone.
             do {

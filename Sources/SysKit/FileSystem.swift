@@ -215,6 +215,12 @@ public enum FS {
         return String(cString: r)
     }
 
+    /// Whether nothing is mounted on `path`, from one statx (not the root of a mount), where
+    /// the kernel says so: false also when it cannot tell (statx failed, as on a FUSE mount
+    /// whose daemon is gone, or no STATX_ATTR_MOUNT_ROOT before Linux 5.8). Cheaper than
+    /// reading /proc/self/mountinfo, which takes a few ms.
+    public static func surelyNotMountRoot(_ path: String) -> Bool { envmount_is_mount_root(path) == 0 }
+
     /// `f_type` of the file system holding `path` (statfs).
     public static func fileSystemType(_ path: String) throws -> Int {
         var t = 0

@@ -44,4 +44,19 @@ final class DirectoryWalkTests: XCTestCase {
             }
         }
     }
+
+    /// The one-statx answer a mount uses before reading mountinfo: "nothing mounted here" only
+    /// where the kernel says so, never for a mount root or a path it cannot stat.
+    func testSurelyNotMountRootAnswersOnlyWhenTheKernelSays() throws {
+        let dir = try TempDir("mountroot")
+        defer { dir.remove() }
+        XCTAssertTrue(FS.surelyNotMountRoot(dir.path), "a plain directory")
+        XCTAssertFalse(FS.surelyNotMountRoot("/proc"), "the root of the proc mount")
+        XCTAssertFalse(FS.surelyNotMountRoot("/"), "the root of the root mount")
+        XCTAssertFalse(FS.surelyNotMountRoot(dir.path + "/missing"), "a path that cannot be stat'ed")
+        guard getuid() == 0 else { return }
+        try FS.mount(source: "tmpfs", target: dir.path, type: "tmpfs", options: "size=1m")
+        defer { try? FS.unmount(dir.path) }
+        XCTAssertFalse(FS.surelyNotMountRoot(dir.path), "a tmpfs mounted there")
+    }
 }

@@ -13,6 +13,10 @@ int envmount_peer_pid(int fd);
 /// preadv2(RWF_NOWAIT), which never waits on the disk. 1 or 0; -1 with errno where the read
 /// fails otherwise (EOPNOTSUPP: a file system without non-blocking reads).
 int envmount_page_cached(int fd, uint64_t offset);
+/// Whether `path` (not followed if a symlink) is the root of a mount: statx's
+/// STATX_ATTR_MOUNT_ROOT (Linux 5.8). 1 or 0; -1 with errno when statx fails (ENOTCONN: a FUSE
+/// mount whose daemon is gone) or does not report the attribute (EOPNOTSUPP).
+int envmount_is_mount_root(const char *path);
 int envmount_seek_data(void);
 int envmount_seek_hole(void);
 /// open(2) flag O_NOATIME (GNU): reading does not update the file's access time.
