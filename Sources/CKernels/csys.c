@@ -199,3 +199,10 @@ int envmount_is_mount_root(const char *path) {
     if (!(st.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT)) { errno = EOPNOTSUPP; return -1; }
     return (st.stx_attributes & STATX_ATTR_MOUNT_ROOT) ? 1 : 0;
 }
+
+int64_t envmount_mount_id(const char *path) {
+    struct statx st;
+    if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_MNT_ID, &st) != 0) return -1;
+    if (!(st.stx_mask & STATX_MNT_ID)) { errno = EOPNOTSUPP; return -1; }
+    return (int64_t)st.stx_mnt_id;
+}

@@ -354,7 +354,7 @@ public enum MountDaemon {
             if overlaid {
                 do {
                     try EnvOverlay.mount(env: env, at: mp, lowers: lowers + [fuseMountpoint], layer: layer)
-                    ourOverlay.store(Mountpoints.find(mp)?.id ?? 0, ordering: .relaxed)
+                    ourOverlay.store(FS.mountID(mp) ?? Mountpoints.find(mp)?.id ?? 0, ordering: .relaxed)
                     if let layer, (try? layer.readRecord()) == nil { try layer.writeRecord(record) }
                 } catch {
                     Console.error("envmount: \(error)")

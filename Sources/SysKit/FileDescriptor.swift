@@ -79,11 +79,15 @@ public struct FileDescriptor: RawRepresentable, Sendable, Hashable {
     /// says its size (a regular file) is read into one buffer of that size plus one byte, so a
     /// file that did not grow is read with no copy: a mount reads its 0.9 MB manifest and 3.9 MB
     /// seal so, where growing an array by 64 KiB reads took 11 ms for the two, mostly copies
-    /// and page faults. A file of size 0 (a pipe, /proc) or one that grew is read on in chunks.
+    /// and page faults. A file of size 0 (a pipe, /proc) or one that grew is read on in chunks
+    /// of 64 KiB.
     public func readAll() throws -> [UInt8] {
         var st = Glibc.stat()
         let hint = Glibc.fstat(rawValue, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG ? max(0, Int(st.st_size)) : 0
-        var out = [UInt8](repeating: 0, count: hint + 1)
+        // A size of 0 is unknown, not empty: /proc's files say 0, and a sysctl file answers
+        // only its first read (a second read at offset 1 of pid_max gave end of file), so they
+        // get one read as large as the chunks below.
+        var out = [UInt8](repeating: 0, count: hint > 0 ? hint + 1 : 65536)
         var have = 0
         while have < out.count {
             let n = try read(into: &out, at: have)

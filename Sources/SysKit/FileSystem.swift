@@ -221,6 +221,13 @@ public enum FS {
     /// reading /proc/self/mountinfo, which takes a few ms.
     public static func surelyNotMountRoot(_ path: String) -> Bool { envmount_is_mount_root(path) == 0 }
 
+    /// The mount ID of the mount holding `path` (mountinfo's first field), from one statx;
+    /// nil where statx cannot say (before Linux 5.8, or it failed).
+    public static func mountID(_ path: String) -> Int? {
+        let id = envmount_mount_id(path)
+        return id >= 0 ? Int(id) : nil
+    }
+
     /// `f_type` of the file system holding `path` (statfs).
     public static func fileSystemType(_ path: String) throws -> Int {
         var t = 0

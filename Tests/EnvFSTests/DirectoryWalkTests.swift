@@ -58,5 +58,28 @@ final class DirectoryWalkTests: XCTestCase {
         try FS.mount(source: "tmpfs", target: dir.path, type: "tmpfs", options: "size=1m")
         defer { try? FS.unmount(dir.path) }
         XCTAssertFalse(FS.surelyNotMountRoot(dir.path), "a tmpfs mounted there")
+        // statx's mount ID is mountinfo's: the daemon keeps it to take down only its own overlay.
+        XCTAssertEqual(FS.mountID(dir.path), MountTable.find(dir.path)?.id)
+        XCTAssertEqual(FS.mountID("/proc"), MountTable.find("/proc")?.id)
+        XCTAssertNotEqual(FS.mountID(dir.path), FS.mountID("/proc"))
+    }
+
+    /// `FS.readFile` reads a regular file at its size in one call, and files that say size 0
+    /// whole: a sysctl file answers only its first read (the hostname recorded by a publish).
+    func testReadFileReadsRegularFilesAndProcFilesWhole() throws {
+        let dir = try TempDir("readfile")
+        defer { dir.remove() }
+        for n in [0, 1, 4095, 4096, 65536, 200_001] {
+            let bytes = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+            try Disk.write((dir.path + "/f\(n)").pathBytes, bytes)
+            XCTAssertEqual(try FS.readFile(dir.path + "/f\(n)"), bytes, "\(n) bytes")
+        }
+        var host = [CChar](repeating: 0, count: 256)
+        gethostname(&host, host.count)
+        XCTAssertEqual(String(decoding: try FS.readFile("/proc/sys/kernel/hostname"), as: UTF8.self),
+                       String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "\n")
+        let pidMax = String(decoding: try FS.readFile("/proc/sys/kernel/pid_max"), as: UTF8.self)
+        XCTAssertGreaterThanOrEqual(Int(pidMax.dropLast()) ?? 0, 32768, pidMax)
+        XCTAssertTrue(String(decoding: try FS.readFile("/proc/self/mountinfo"), as: UTF8.self).contains(" / / "))
     }
 }

@@ -17,6 +17,9 @@ int envmount_page_cached(int fd, uint64_t offset);
 /// STATX_ATTR_MOUNT_ROOT (Linux 5.8). 1 or 0; -1 with errno when statx fails (ENOTCONN: a FUSE
 /// mount whose daemon is gone) or does not report the attribute (EOPNOTSUPP).
 int envmount_is_mount_root(const char *path);
+/// The mount ID (as /proc/self/mountinfo numbers it) of the mount holding `path`, not followed
+/// if a symlink: statx's STATX_MNT_ID (Linux 5.8); -1 with errno otherwise.
+int64_t envmount_mount_id(const char *path);
 int envmount_seek_data(void);
 int envmount_seek_hole(void);
 /// open(2) flag O_NOATIME (GNU): reading does not update the file's access time.
