@@ -16,6 +16,8 @@ public final class SealPreread: Sendable {
         var id: ChunkID?
         var seal: MaterializedTree.ParsedSeal?
         var taken = false
+        /// Asked for another tree: the seal read is not kept.
+        var abandoned = false
     }
 
     public init(cacheDirectory: String) { root = cacheDirectory + "/v1" }
@@ -31,7 +33,7 @@ public final class SealPreread: Sendable {
         let path = "\(root)/trees/\(id.hex).seal"
         DetachedThread.start(name: "em-seal") { [self] in
             let seal = (try? FS.readFile(path)).flatMap { MaterializedTree.parseSeal($0, id: id) }
-            state.withLock { $0.seal = seal }
+            state.withLock { if !$0.abandoned { $0.seal = seal } }
             done.signal()
         }
     }
@@ -47,6 +49,11 @@ public final class SealPreread: Sendable {
     /// for the read when it is still under way.
     func take(id: ChunkID) -> MaterializedTree.ParsedSeal? {
         let mine = state.withLock { s -> Bool in
+            if s.id != nil && s.id != id {
+                // A mount that serves another revision (a writable layer's pinned one).
+                s.abandoned = true
+                s.seal = nil
+            }
             guard s.id == id, !s.taken else { return false }
             s.taken = true
             return true

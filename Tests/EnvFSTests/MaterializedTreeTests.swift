@@ -236,6 +236,15 @@ final class MaterializedTreeTests: XCTestCase {
         other.start(id: ChunkID.of([1, 2, 3]))
         XCTAssertEqual(MaterializedTree(cacheDirectory: dir.path, manifest: mounted.manifest, id: tree.id, preread: other).check(), .ready)
 
+        // Asked for by another tree first (a writable layer's pinned revision): not kept.
+        let asked = SealPreread(cacheDirectory: dir.path)
+        asked.start(id: tree.id)
+        asked.waitUntilRead()
+        let another = MaterializedTree(cacheDirectory: dir.path, manifest: mounted.manifest, id: ChunkID.of([4]), preread: asked)
+        try FS.makeDirectories(another.path)
+        XCTAssertEqual(another.check(), .absent, "a tree directory without a seal")
+        XCTAssertNil(asked.take(id: tree.id), "dropped once another tree asked")
+
         // An entry past the manifest is refused when read ahead too.
         var lines = String(decoding: seal, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         lines[1] = "\(mounted.manifest.entries.count)" + lines[1].drop { $0 != " " }
