@@ -92,10 +92,8 @@ final class MaterializedTreeTests: XCTestCase {
     }
 
     func testAPartialTreeHoldsTheChosenFilesAndLeavesTheDirectoriesAboveMissingOnesOpen() throws {
-        let source = try TempDir("source"), trees = try TempDir("trees")
+        let (source, mounted) = try publishedSource(), trees = try TempDir("trees")
         defer { source.remove(); trees.remove() }
-        try SourceTree.make(at: source.bytes)
-        let mounted = try Mounted(source: source.path, store: MemoryStore())
         let m = mounted.manifest
         let owners = m.entries.indices.filter { m.entries[$0].kind == .regular && m.entries[$0].owner == UInt32($0) }
         // Every other file.
@@ -145,6 +143,18 @@ final class MaterializedTreeTests: XCTestCase {
 
     /// A tree of the source tree, materialized alone in a cache directory of its own (so no file
     /// is shared with another test's tree).
+    /// The awkward source tree (SourceTree) published to a memory store; the caller removes `source`.
+    func publishedSource() throws -> (source: TempDir, mounted: Mounted) {
+        let source = try TempDir("source")
+        do {
+            try SourceTree.make(at: source.bytes)
+            return (source, try Mounted(source: source.path, store: MemoryStore()))
+        } catch {
+            source.remove()
+            throw error
+        }
+    }
+
     func lonelyTree(_ mounted: Mounted, in dir: TempDir) throws -> MaterializedTree {
         let tree = MaterializedTree(cacheDirectory: dir.path, manifest: mounted.manifest, id: ChunkID.of(Array(dir.path.utf8)))
         let fetcher = mounted.fs.fetcher
@@ -172,10 +182,8 @@ final class MaterializedTreeTests: XCTestCase {
     /// digits each); any other spacing goes through the field scanner. Both read the same seal,
     /// and both find a damaged file by its digest.
     func testTheSealReadsTheSameWhateverItsSpacing() throws {
-        let source = try TempDir("source")
+        let (source, mounted) = try publishedSource()
         defer { source.remove() }
-        try SourceTree.make(at: source.bytes)
-        let mounted = try Mounted(source: source.path, store: MemoryStore())
         for spacing in ["usual", "doubled", "bad entry"] {
             let dir = try TempDir("trees")
             defer { dir.remove() }
@@ -213,10 +221,8 @@ final class MaterializedTreeTests: XCTestCase {
     /// A seal read ahead (SealPreread, as a mount starts it while it decodes the manifest) is
     /// used once, by the tree it was read for, and is checked against the manifest as the file is.
     func testASealReadAheadIsUsedOnceByItsOwnTree() throws {
-        let source = try TempDir("source"), dir = try TempDir("trees")
+        let (source, mounted) = try publishedSource(), dir = try TempDir("trees")
         defer { source.remove(); dir.remove() }
-        try SourceTree.make(at: source.bytes)
-        let mounted = try Mounted(source: source.path, store: MemoryStore())
         let tree = try lonelyTree(mounted, in: dir)
         let usual = try XCTUnwrap(tree.contents())
 
@@ -255,10 +261,8 @@ final class MaterializedTreeTests: XCTestCase {
     }
 
     func testTheCheckFindsDamageDeepInTheTreeAndAtItsRoot() throws {
-        let source = try TempDir("source")
+        let (source, mounted) = try publishedSource()
         defer { source.remove() }
-        try SourceTree.make(at: source.bytes)
-        let mounted = try Mounted(source: source.path, store: MemoryStore())
         let deep = Array("big/nested/deep/file.py".utf8), top = Array("multi.bin".utf8)
         for (rel, depth) in [(deep, 3), (top, 0)] {
             XCTAssertEqual(rel.filter { $0 == UInt8(ascii: "/") }.count, depth)
@@ -291,10 +295,8 @@ final class MaterializedTreeTests: XCTestCase {
     }
 
     func testATreeWhoseDirectoryWasReplacedByASymlinkIsRefused() throws {
-        let source = try TempDir("source")
+        let (source, mounted) = try publishedSource()
         defer { source.remove() }
-        try SourceTree.make(at: source.bytes)
-        let mounted = try Mounted(source: source.path, store: MemoryStore())
 
         // big/nested moved out of the tree and a symlink to it put in its place: every file
         // below it is still there, untouched (same size, mtime and ctime through the symlink),
@@ -327,10 +329,8 @@ final class MaterializedTreeTests: XCTestCase {
     }
 
     func testAnotherNameOfAHardlinkedFileMustStillBeThatFile() throws {
-        let source = try TempDir("source"), dir = try TempDir("trees")
+        let (source, mounted) = try publishedSource(), dir = try TempDir("trees")
         defer { source.remove(); dir.remove() }
-        try SourceTree.make(at: source.bytes)
-        let mounted = try Mounted(source: source.path, store: MemoryStore())
         let tree = try lonelyTree(mounted, in: dir)
         // big/nested/hard-c is hard-a's inode: replaced by a copy (same bytes, mode and mtime),
         // and then by other bytes, the overlay would serve the copy; only the inode tells.
@@ -346,10 +346,8 @@ final class MaterializedTreeTests: XCTestCase {
     }
 
     func testAPartialTreeRefusesAFileAtTheNameOfOneItLeftOut() throws {
-        let source = try TempDir("source"), dir = try TempDir("trees")
+        let (source, mounted) = try publishedSource(), dir = try TempDir("trees")
         defer { source.remove(); dir.remove() }
-        try SourceTree.make(at: source.bytes)
-        let mounted = try Mounted(source: source.path, store: MemoryStore())
         let m = mounted.manifest
         // Every file but big/nested/deep/file.py (three directories down) and multi.bin (at the root).
         let left = try [Array("big/nested/deep/file.py".utf8), Array("multi.bin".utf8)].map { try XCTUnwrap(m.resolve($0)) }
