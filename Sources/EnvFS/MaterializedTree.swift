@@ -351,30 +351,12 @@ public struct MaterializedTree: Sendable {
     }
 
     /// A seal line's entry number and ctime, each followed by one space: the entry (≥ 0), the
-    /// ctime and the index of the space after it; nil when the line is not so.
+    /// ctime and the index of the space after it; nil when the line is not so. Each number is
+    /// looked for within 20 bytes (19 digits and a sign), so a line without them costs little.
     private static func numbers(_ b: [UInt8], from start: Int) -> (Int, Int64, Int)? {
-        var at = start, entry = 0, digits = 0
-        while at < b.count, b[at] >= 0x30 && b[at] <= 0x39, digits < 18 {
-            entry = entry * 10 + Int(b[at] - 0x30)
-            at += 1
-            digits += 1
-        }
-        guard digits > 0, at < b.count, b[at] == 0x20 else { return nil }
-        at += 1
-        let negative = at < b.count && b[at] == 0x2d
-        if negative { at += 1 }
-        var ctime: Int64 = 0
-        digits = 0
-        while at < b.count, b[at] >= 0x30 && b[at] <= 0x39 {
-            let (m, o1) = ctime.multipliedReportingOverflow(by: 10)
-            let (a, o2) = m.addingReportingOverflow(Int64(b[at] - 0x30))
-            guard !o1 && !o2 else { return nil }
-            ctime = a
-            at += 1
-            digits += 1
-        }
-        guard digits > 0, at < b.count, b[at] == 0x20 else { return nil }
-        return (entry, negative ? -ctime : ctime, at)
+        guard let s1 = b[start...].prefix(21).firstIndex(of: 0x20), let entry = decimal(b[start..<s1]), entry >= 0,
+              let s2 = b[(s1 + 1)...].prefix(21).firstIndex(of: 0x20), let ctime = decimal(b[(s1 + 1)..<s2]) else { return nil }
+        return (Int(entry), ctime, s2)
     }
 
     typealias ParsedSeal = (header: SealHeader, entries: [SealEntry])

@@ -31,16 +31,8 @@ struct ByteReader {
         return bytes[pos]
     }
 
-    mutating func uint(_ n: Int, _ what: String) throws -> UInt64 {
-        try need(n, what)
-        var v: UInt64 = 0
-        for k in 0..<n { v |= UInt64(bytes[pos + k]) << (8 * UInt64(k)) }
-        pos += n
-        return v
-    }
-
-    // Fixed widths spelled out: a manifest's 27k entries are 12 reads each, and the loop above
-    // (its width unknown to the compiler) was most of decoding torch's manifest.
+    // Fixed widths spelled out: a manifest's 27k entries are 12 reads each, and one loop over
+    // a width unknown to the compiler was most of decoding torch's manifest.
     @inline(__always)
     mutating func u16(_ what: String) throws -> UInt16 {
         try need(2, what)
